@@ -1,0 +1,51 @@
+"""The one `Definitions` of flukeid: every asset and check under `assets/`, and the resources they need.
+
+The environment comes from variables (`FLUKEID_DATA_DIR`, `FLUKEID_STORAGE_DIR`, `FLUKEID_DEVICE`);
+hyperparameters come from run config (`configs/*.yaml`).
+"""
+
+from __future__ import annotations
+
+from dagster import (
+    Definitions,
+    define_asset_job,
+    load_asset_checks_from_package_module,
+    load_assets_from_package_module,
+)
+
+import assets as asset_package
+from pipelines.io_managers import ArtifactIOManager
+from pipelines.resources import (
+    ComputeDevice,
+    FlukeData,
+    FlukeStorage,
+    default_data_dir,
+    default_device,
+    default_storage_dir,
+)
+
+all_assets = load_assets_from_package_module(asset_package)
+all_checks = load_asset_checks_from_package_module(asset_package)
+
+
+def build_resources(data_dir: str | None = None, storage_dir: str | None = None, device: str | None = None) -> dict:
+    """Resources for a data folder and a storage folder; tests call this with temporary folders."""
+    storage = storage_dir or default_storage_dir()
+    return {
+        "data": FlukeData(data_dir=data_dir or default_data_dir()),
+        "storage": FlukeStorage(storage_dir=storage),
+        "device": ComputeDevice(device=device or default_device()),
+        "io_manager": ArtifactIOManager(storage_dir=storage),
+    }
+
+
+def build_definitions(**kwargs) -> Definitions:
+    return Definitions(
+        assets=all_assets,
+        asset_checks=all_checks,
+        jobs=[define_asset_job("identify_whales", selection="*", description="Every stage, photos to submission.")],
+        resources=build_resources(**kwargs),
+    )
+
+
+defs = build_definitions()

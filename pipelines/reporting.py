@@ -1,0 +1,72 @@
+"""Metadata helpers: plots as small PNGs the Dagster UI opens, tables that render inline."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Callable
+
+import pandas as pd
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+
+
+def figure_metadata(draw: Callable, width: float = 6.0, height: float = 3.5, dpi: int = 80) -> MetadataValue:
+    """Run `draw(ax)` on a fresh matplotlib axis and return it as markdown holding a base64 PNG.
+
+    Dagster 1.13 has no image metadata type; markdown with a data URI renders in the UI. Keep it small:
+    metadata lives in the event-log database.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=dpi)
+    try:
+        draw(ax)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+    finally:
+        plt.close(fig)
+    return png_metadata(buffer.getvalue())
+
+
+def png_metadata(png: bytes, alt: str = "plot") -> MetadataValue:
+    encoded = base64.b64encode(png).decode()
+    return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def image_metadata(image, alt: str = "image", max_side: int = 900) -> MetadataValue:
+    """A PIL image (e.g. a contact sheet) as metadata, shrunk and JPEG-compressed to stay small."""
+    image = image.copy()
+    image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=80)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    return MetadataValue.md(f"![{alt}](data:image/jpeg;base64,{encoded})")
+
+
+def table_metadata(df: pd.DataFrame, max_rows: int = 20) -> MetadataValue:
+    """A DataFrame as an inline Dagster table (first `max_rows` rows)."""
+    head = df.head(max_rows)
+    columns = []
+    for name, dtype in head.dtypes.items():
+        kind = "int" if pd.api.types.is_integer_dtype(dtype) else (
+            "float" if pd.api.types.is_float_dtype(dtype) else (
+                "bool" if pd.api.types.is_bool_dtype(dtype) else "string"))
+        columns.append(TableColumn(str(name), kind))
+    records = [
+        TableRecord({str(k): _plain(v) for k, v in row.items()}) for row in head.to_dict(orient="records")
+    ]
+    return MetadataValue.table(records=records, schema=TableSchema(columns=columns))
+
+
+def _plain(value):
+    if value is None or (isinstance(value, float) and value != value):
+        return None
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (int, float, bool, str)):
+        return value
+    return str(value)

@@ -1,0 +1,173 @@
+"""Atomic file writes and the per-image cache every per-image stage shares.
+
+A write goes to a temporary file beside its target and is renamed over it, so a killed run leaves the last
+good artifact in place. Folders are swapped the same way (new folder in, old folder out).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+@contextmanager
+def atomic_path(target: Path, suffix: str = ""):
+    """Yield a temporary path next to `target`; rename it onto `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_parquet(df: pd.DataFrame, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_npy(array: np.ndarray, target: Path) -> None:
+    # np.save(path) would append ".npy" to the temporary name: write through a handle instead.
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
+
+
+def write_bytes(data: bytes, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json(obj: object, target: Path) -> None:
+    write_bytes(json.dumps(obj, indent=2, sort_keys=True, default=str).encode(), target)
+
+
+@contextmanager
+def atomic_dir(target: Path):
+    """Yield a fresh temporary folder; swap it in for `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old.{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stable_digest(*parts: object) -> str:
+    """A short hex digest of JSON-serialisable parts (configs, versions): the key half of a cache entry."""
+    payload = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def content_version(value: object) -> str:
+    """A data version derived from an artifact's content, so identical output leaves downstream fresh."""
+    digest = hashlib.sha256()
+    _feed(digest, value)
+    return digest.hexdigest()[:20]
+
+
+def _feed(digest, value: object) -> None:
+    if isinstance(value, pd.DataFrame):
+        digest.update(",".join(map(str, value.columns)).encode())
+        digest.update(pd.util.hash_pandas_object(value, index=False).values.tobytes())
+    elif isinstance(value, np.ndarray):
+        digest.update(str((value.shape, value.dtype.str)).encode())
+        # Large arrays (tensor stores) are hashed in blocks to bound memory; memmaps read lazily.
+        flat = value.reshape(-1)
+        step = 1 << 24
+        for start in range(0, flat.size, step):
+            digest.update(np.ascontiguousarray(flat[start : start + step]).tobytes())
+    elif isinstance(value, bytes):
+        digest.update(value)
+    elif isinstance(value, dict):
+        for key in sorted(value):
+            digest.update(str(key).encode())
+            _feed(digest, value[key])
+    else:
+        digest.update(json.dumps(value, sort_keys=True, default=str).encode())
+
+
+class TableCache:
+    """A parquet table of per-image results keyed by a `key` column (content hash + stage version + config).
+
+    `lookup` returns the cached rows for the keys asked; `store` merges new rows in and rewrites atomically.
+    """
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def load(self) -> pd.DataFrame:
+        if self.path.exists():
+            return pd.read_parquet(self.path)
+        return pd.DataFrame({"key": pd.Series(dtype=str)})
+
+    def lookup(self, keys: Iterable[str]) -> pd.DataFrame:
+        table = self.load()
+        wanted = set(keys)
+        return table[table["key"].isin(wanted)].drop_duplicates("key").reset_index(drop=True)
+
+    def store(self, rows: pd.DataFrame) -> None:
+        if rows.empty:
+            return
+        table = pd.concat([self.load(), rows], ignore_index=True)
+        table = table.drop_duplicates("key", keep="last").reset_index(drop=True)
+        write_parquet(table, self.path)
+
+
+class ArrayCache:
+    """Per-image arrays as small `.npy` files named by key, sharded by the key's first two characters."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.npy"
+
+    def get(self, key: str) -> np.ndarray | None:
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            return np.load(path, allow_pickle=False)
+        except (ValueError, OSError):
+            return None  # a torn entry from a killed run: recompute it
+
+    def put(self, key: str, array: np.ndarray) -> None:
+        write_npy(array, self.path(key))
+
+
+def to_npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
