@@ -1,0 +1,12 @@
+"""One module per stage of the pipeline, in the order a photo goes through them:
+
+raw_images -> image_hashes -> duplicate_groups -> training_manifest -> fluke_detector -> fluke_boxes
+-> fluke_tensors -> embedding_model -> gallery_index -> validation_report -> submission
+"""
+
+import warnings
+
+from dagster import BetaWarning
+
+# `observable_source_asset` is beta in Dagster 1.13; the warning says nothing a user can act on.
+warnings.filterwarnings("ignore", category=BetaWarning)

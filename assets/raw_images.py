@@ -4,7 +4,6 @@ Follow one photo: train.csv names it, `inspect_image` opens it (never writes it)
 `raw_images["images"]` with its size, mode and content hash, or in `raw_images["rejected"]` saying why not.
 """
 
-
 import hashlib
 import os
 import re
@@ -40,9 +39,19 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # Real photos are about 1 MP; anything past this is a decompression bomb, refused before decoding.
 MAX_PIXELS = 40_000_000
 EXIF_ORIENTATION = 0x0112
+HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 MANIFEST_COLUMNS = [
-    "image", "split", "label", "path", "width", "height", "mode", "is_grayscale", "bytes", "content_hash",
+    "image",
+    "split",
+    "label",
+    "path",
+    "width",
+    "height",
+    "mode",
+    "is_grayscale",
+    "bytes",
+    "content_hash",
 ]
 REJECTED_COLUMNS = ["image", "split", "label", "reason", "detail"]
 
@@ -97,34 +106,41 @@ def inspect_image(path: Path) -> ImageReport:
     if size == 0:
         return ImageReport(**base, reason="zero_bytes", detail="file is empty")
     try:
-        with Image.open(path) as image:
-            fmt, mode, (width, height) = image.format, image.mode, image.size
-            if fmt != "JPEG":
-                return ImageReport(**base, reason="not_jpeg", detail=f"format is {fmt}, expected JPEG")
-            if width * height > MAX_PIXELS:
-                return ImageReport(
-                    **base, reason="decompression_bomb", detail=f"{width}x{height} exceeds {MAX_PIXELS} pixels"
-                )
-            if mode not in ("L", "RGB"):
-                reason = "cmyk_image" if mode == "CMYK" else "unsupported_mode"
-                return ImageReport(**base, reason=reason, detail=f"mode {mode}; expected L or RGB")
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-            if orientation not in (0, 1):
-                return ImageReport(
-                    **base, reason="exif_rotation",
-                    detail=f"EXIF orientation {orientation}: pixels are stored rotated; boxes would not match",
-                )
+        image = Image.open(path)
+    except Image.DecompressionBombError as error:
+        return ImageReport(**base, reason="decompression_bomb", detail=str(error))
+    except Exception as error:  # noqa: BLE001 - an unreadable header is a rejection, never a crash
+        return ImageReport(**base, reason="corrupt_image", detail=f"unreadable header: {error}"[:200])
+    with image:
+        fmt, mode, (width, height) = image.format, image.mode, image.size
+        if mode in HIGH_BIT_DEPTH_MODES:
+            return ImageReport(
+                **base, reason="high_bit_depth", detail=f"{fmt} in mode {mode}; expected 8-bit L or RGB"
+            )
+        if fmt != "JPEG":
+            return ImageReport(**base, reason="not_jpeg", detail=f"format is {fmt}, expected JPEG")
+        if width * height > MAX_PIXELS:
+            return ImageReport(
+                **base, reason="decompression_bomb", detail=f"{width}x{height} exceeds {MAX_PIXELS} pixels"
+            )
+        if mode not in ("L", "RGB"):
+            reason = "cmyk_image" if mode == "CMYK" else "unsupported_mode"
+            return ImageReport(**base, reason=reason, detail=f"mode {mode}; expected L or RGB")
+        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+        if orientation not in (0, 1):
+            return ImageReport(
+                **base,
+                reason="exif_rotation",
+                detail=f"EXIF orientation {orientation}: pixels are stored rotated; boxes would not match",
+            )
+        try:
             # Decode at 1/8 scale: libjpeg still walks the whole entropy stream, so truncation is caught.
             image.draft(mode, (max(1, width // 8), max(1, height // 8)))
             image.load()
             small = np.asarray(image)
-    except Image.DecompressionBombError as error:
-        return ImageReport(**base, reason="decompression_bomb", detail=str(error))
-    except OSError as error:
-        reason = "truncated_image" if "truncated" in str(error).lower() else "corrupt_image"
-        return ImageReport(**base, reason=reason, detail=str(error)[:200])
-    except Exception as error:  # noqa: BLE001 - any decoder failure is a rejection, never a crash
-        return ImageReport(**base, reason="corrupt_image", detail=f"{type(error).__name__}: {error}"[:200])
+        except Exception as error:  # noqa: BLE001 - any decoder failure is a rejection, never a crash
+            reason = "truncated_image" if "truncated" in str(error).lower() else "corrupt_image"
+            return ImageReport(**base, reason=reason, detail=f"{type(error).__name__}: {error}"[:200])
     grayscale = mode == "L" or bool(
         np.abs(small[..., 0].astype(np.int16) - small[..., 1]).mean() < 2
         and np.abs(small[..., 1].astype(np.int16) - small[..., 2]).mean() < 2
@@ -147,7 +163,9 @@ def read_train_csv(path: Path) -> tuple[pd.DataFrame, list[dict]]:
         image, label = image.strip(), label.strip()
         where = f"train.csv line {line}"
         if not safe_name(image):
-            rejected.append(_rejected(image, "train", label, "unsafe_path", f"{where}: name leaves the data folder"))
+            rejected.append(
+                _rejected(image, "train", label, "unsafe_path", f"{where}: name leaves the data folder")
+            )
         elif not label:
             rejected.append(_rejected(image, "train", label, "empty_label", f"{where}: no Id"))
         elif not LABEL_PATTERN.match(label):
@@ -156,10 +174,16 @@ def read_train_csv(path: Path) -> tuple[pd.DataFrame, list[dict]]:
             same = seen[image] == label
             if not same:
                 conflicted.add(image)
-            rejected.append(_rejected(
-                image, "train", label, "duplicate_row",
-                f"{where}: {image} listed again" + ("" if same else f" with another Id ({seen[image]} first)"),
-            ))
+            rejected.append(
+                _rejected(
+                    image,
+                    "train",
+                    label,
+                    "duplicate_row",
+                    f"{where}: {image} listed again"
+                    + ("" if same else f" with another Id ({seen[image]} first)"),
+                )
+            )
         else:
             seen[image] = label
             rows.append((image, label))
@@ -167,7 +191,9 @@ def read_train_csv(path: Path) -> tuple[pd.DataFrame, list[dict]]:
     kept = []
     for image, label in rows:
         if image in conflicted:
-            rejected.append(_rejected(image, "train", label, "conflicting_labels", "listed with different Ids"))
+            rejected.append(
+                _rejected(image, "train", label, "conflicting_labels", "listed with different Ids")
+            )
         else:
             kept.append((image, label))
     return pd.DataFrame(kept, columns=["image", "label"]), rejected
@@ -185,18 +211,24 @@ def scan_data_folder(root: Path, workers: int | None = None) -> tuple[pd.DataFra
     """The whole ingestion: returns (manifest of accepted images, rejected inputs with reasons)."""
     root = Path(root)
     labelled, rejected = read_train_csv(root / "train.csv")
-    candidates: list[tuple[str, str, str | None]] = [(img, "train", lab) for img, lab in labelled.itertuples(index=False)]
+    candidates: list[tuple[str, str, str | None]] = [
+        (img, "train", lab) for img, lab in labelled.itertuples(index=False)
+    ]
     listed = set(labelled["image"])
     listed_rejected = {r["image"] for r in rejected}
     train_dir, test_dir = root / "train", root / "test"
     for path in sorted(train_dir.iterdir()) if train_dir.is_dir() else []:
         if path.is_file() and path.name not in listed and path.name not in listed_rejected:
-            rejected.append(_rejected(path.name, "train", None, "not_in_train_csv", "in train/ but not in train.csv"))
+            rejected.append(
+                _rejected(path.name, "train", None, "not_in_train_csv", "in train/ but not in train.csv")
+            )
     for path in sorted(test_dir.iterdir()) if test_dir.is_dir() else []:
         if not path.is_file():
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            rejected.append(_rejected(path.name, "test", None, "not_jpeg", f"suffix {path.suffix or '(none)'}"))
+            rejected.append(
+                _rejected(path.name, "test", None, "not_jpeg", f"suffix {path.suffix or '(none)'}")
+            )
         else:
             candidates.append((path.name, "test", None))
     paths = [root / split / image for image, split, _ in candidates]
@@ -206,14 +238,25 @@ def scan_data_folder(root: Path, workers: int | None = None) -> tuple[pd.DataFra
         if report.reason:
             rejected.append(_rejected(image, split, label, report.reason, report.detail))
             continue
-        accepted.append({
-            "image": image, "split": split, "label": label, "path": f"{split}/{image}",
-            "width": report.width, "height": report.height, "mode": report.mode,
-            "is_grayscale": report.is_grayscale, "bytes": report.bytes, "content_hash": report.content_hash,
-        })
+        accepted.append(
+            {
+                "image": image,
+                "split": split,
+                "label": label,
+                "path": f"{split}/{image}",
+                "width": report.width,
+                "height": report.height,
+                "mode": report.mode,
+                "is_grayscale": report.is_grayscale,
+                "bytes": report.bytes,
+                "content_hash": report.content_hash,
+            }
+        )
     manifest = pd.DataFrame(accepted, columns=MANIFEST_COLUMNS)
     manifest = manifest.sort_values(["split", "image"], kind="stable").reset_index(drop=True)
-    rejected_df = pd.DataFrame(rejected, columns=REJECTED_COLUMNS).sort_values(["split", "image"], kind="stable")
+    rejected_df = pd.DataFrame(rejected, columns=REJECTED_COLUMNS).sort_values(
+        ["split", "image"], kind="stable"
+    )
     return manifest, rejected_df.reset_index(drop=True)
 
 
@@ -299,7 +342,10 @@ def raw_images(context: AssetExecutionContext, data: FlukeData) -> Output[dict]:
     return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
 
 
-@asset_check(asset=raw_images, description="Every accepted photo has a unique name within its split and a label in train.")
+@asset_check(
+    asset=raw_images,
+    description="Every accepted photo has a unique name within its split and a label in train.",
+)
 def raw_images_well_formed(raw_images: dict) -> AssetCheckResult:
     images = raw_images["images"]
     repeated = int(images.duplicated(["split", "image"]).sum())

@@ -28,7 +28,9 @@ all_assets = load_assets_from_package_module(asset_package)
 all_checks = load_asset_checks_from_package_module(asset_package)
 
 
-def build_resources(data_dir: str | None = None, storage_dir: str | None = None, device: str | None = None) -> dict:
+def build_resources(
+    data_dir: str | None = None, storage_dir: str | None = None, device: str | None = None
+) -> dict:
     """Resources for a data folder and a storage folder; tests call this with temporary folders."""
     storage = storage_dir or default_storage_dir()
     return {
@@ -43,7 +45,11 @@ def build_definitions(**kwargs) -> Definitions:
     return Definitions(
         assets=all_assets,
         asset_checks=all_checks,
-        jobs=[define_asset_job("identify_whales", selection="*", description="Every stage, photos to submission.")],
+        jobs=[
+            define_asset_job(
+                "identify_whales", selection="*", description="Every stage, photos to submission."
+            )
+        ],
         resources=build_resources(**kwargs),
     )
 

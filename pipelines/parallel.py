@@ -18,7 +18,9 @@ def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def parallel_map(fn: Callable[[T], R], items: Sequence[T], workers: int | None = None, chunksize: int = 0) -> list[R]:
+def parallel_map(
+    fn: Callable[[T], R], items: Sequence[T], workers: int | None = None, chunksize: int = 0
+) -> list[R]:
     """`[fn(x) for x in items]` over `workers` processes; runs inline for one worker or few items."""
     workers = default_workers() if workers is None else max(1, workers)
     if workers == 1 or len(items) < 16:

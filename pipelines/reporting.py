@@ -52,9 +52,15 @@ def table_metadata(df: pd.DataFrame, max_rows: int = 20) -> MetadataValue:
     head = df.head(max_rows)
     columns = []
     for name, dtype in head.dtypes.items():
-        kind = "int" if pd.api.types.is_integer_dtype(dtype) else (
-            "float" if pd.api.types.is_float_dtype(dtype) else (
-                "bool" if pd.api.types.is_bool_dtype(dtype) else "string"))
+        kind = (
+            "int"
+            if pd.api.types.is_integer_dtype(dtype)
+            else (
+                "float"
+                if pd.api.types.is_float_dtype(dtype)
+                else ("bool" if pd.api.types.is_bool_dtype(dtype) else "string")
+            )
+        )
         columns.append(TableColumn(str(name), kind))
     records = [
         TableRecord({str(k): _plain(v) for k, v in row.items()}) for row in head.to_dict(orient="records")

@@ -1,0 +1,60 @@
+# flukeid: the two commands of the README (make demo, make test), and a few more.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO_DATA ?= data/demo
+DEMO_SCALE ?= 0.05
+DEMO_SEED ?= 0
+PROFILE ?= demo
+STORAGE ?= storage
+export DAGSTER_HOME := $(CURDIR)/.dagster_home
+export FLUKEID_DATA_DIR ?= $(CURDIR)/$(DEMO_DATA)
+export FLUKEID_STORAGE_DIR ?= $(CURDIR)/$(STORAGE)
+export FLUKEID_DEVICE ?= auto
+export YOLO_OFFLINE := 1
+export DAGSTER_DISABLE_TELEMETRY := 1
+
+.PHONY: install demo test ui update lint data clean
+
+# The venv is rebuilt when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+$(DEMO_DATA)/train.csv: | $(VENV)/.installed
+	$(BIN)/flukeid synth $(DEMO_DATA) --scale $(DEMO_SCALE) --seed $(DEMO_SEED)
+
+data: $(DEMO_DATA)/train.csv
+
+## make demo: generate the demo data when missing and materialize every asset on it.
+demo: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster asset materialize -m pipelines.definitions --select raw_image_files
+	$(BIN)/dagster asset materialize -m pipelines.definitions --select '*' -c configs/$(PROFILE).yaml
+	$(BIN)/flukeid outputs
+
+## make test: the test suite.
+test: $(VENV)/.installed
+	$(BIN)/python -m pytest -q
+
+## make ui: the Dagster UI on http://127.0.0.1:3000
+ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check pipelines assets models tests bench
+	$(BIN)/ruff format --check pipelines assets models tests bench
+
+clean:
+	rm -rf $(STORAGE) $(DAGSTER_HOME)
