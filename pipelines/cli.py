@@ -32,6 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("submission")
     score.add_argument("solution")
 
+    update = commands.add_parser(
+        "update", help="observe the data folder and materialize only stale or missing assets"
+    )
+    update.add_argument(
+        "--profile", default=None, help="run-config profile in configs/ (default: $FLUKEID_PROFILE or demo)"
+    )
+    update.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+
+    commands.add_parser("outputs", help="print where the outputs are and the validation MAP@5")
+
     args = parser.parse_args(argv)
     if args.command == "synth":
         from pipelines.synth import generate
@@ -51,6 +61,26 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         print(format_score(result))
+        return 0
+    if args.command == "update":
+        import os
+
+        if args.profile:
+            os.environ["FLUKEID_PROFILE"] = (
+                args.profile
+            )  # before definitions load: versions fold the profile in
+        from dagster import DagsterInstance
+
+        from pipelines.definitions import defs
+        from pipelines.update import update as run_update
+
+        with DagsterInstance.get() as instance:
+            run_update(defs, instance, profile=args.profile, dry_run=args.dry_run)
+        return 0
+    if args.command == "outputs":
+        from pipelines.outputs import describe_outputs
+
+        print(describe_outputs())
         return 0
     return 1
 

@@ -1,0 +1,64 @@
+"""`flukeid update`: observe the data folder, then materialize what Dagster says is stale or missing.
+
+Dagster's staleness reaches one level per materialization (a child turns stale once its parent has a new data
+version), so the update repeats "materialize what is stale" until nothing is; a rematerialization that
+reproduces its old data version stops the wave there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dagster import AssetKey, DagsterInstance, Definitions, materialize
+
+from pipelines.profiles import run_config
+from pipelines.staleness import AssetStatus, asset_statuses
+
+SOURCE_KEY = AssetKey("raw_image_files")
+
+
+def _materialize(defs: Definitions, instance: DagsterInstance, keys: list[AssetKey], config: dict) -> None:
+    graph = defs.resolve_asset_graph()
+    assets = [graph.assets_def_for_key(key) for key in graph.get_all_asset_keys()]
+    checks = list(defs.asset_checks or [])
+    names = {key.to_user_string() for key in keys}
+    ops = {name: section for name, section in (config.get("ops") or {}).items() if name in names}
+    result = materialize(
+        [*dict.fromkeys(assets), *checks],
+        selection=keys,
+        instance=instance,
+        resources=defs.resources,
+        run_config={"ops": ops} if ops else None,
+        raise_on_error=True,
+    )
+    if not result.success:
+        raise RuntimeError(f"materializing {sorted(names)} failed")
+
+
+def update(
+    defs: Definitions,
+    instance: DagsterInstance,
+    profile: str | None = None,
+    dry_run: bool = False,
+    max_rounds: int = 20,
+    echo: Callable[[str], None] = print,
+) -> list[list[str]]:
+    """Bring every asset up to date; returns the asset names materialized in each round."""
+    config = run_config(profile)
+    rounds: list[list[str]] = []
+    if not dry_run:
+        _materialize(defs, instance, [SOURCE_KEY], {})
+    for _ in range(max_rounds):
+        todo: list[AssetStatus] = [status for status in asset_statuses(defs, instance) if status.needs_run]
+        if not todo:
+            echo("everything is up to date" if not rounds else f"up to date after {len(rounds)} round(s)")
+            return rounds
+        echo(f"round {len(rounds) + 1}: {len(todo)} asset(s) to materialize")
+        for status in todo:
+            why = "never materialized" if status.status == "MISSING" else "; ".join(status.causes) or "stale"
+            echo(f"  {status.key.to_user_string():<20} {status.status:<8} {why}")
+        rounds.append([status.key.to_user_string() for status in todo])
+        if dry_run:
+            return rounds
+        _materialize(defs, instance, [status.key for status in todo], config)
+    raise RuntimeError(f"still stale after {max_rounds} rounds: {rounds[-1]}")
