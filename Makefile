@@ -15,6 +15,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export FLUKEID_DATA_DIR ?= $(CURDIR)/$(DEMO_DATA)
 export FLUKEID_STORAGE_DIR ?= $(CURDIR)/$(STORAGE)
 export FLUKEID_DEVICE ?= auto
+export FLUKEID_PROFILE := $(PROFILE)
 export YOLO_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
@@ -47,6 +48,11 @@ demo: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
 ## make test: the test suite.
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+## make update: observe the data folder, materialize only what is stale or missing.
+update: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/flukeid update --profile $(PROFILE)
+	$(BIN)/flukeid outputs
 
 ## make ui: the Dagster UI on http://127.0.0.1:3000
 ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml

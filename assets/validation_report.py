@@ -1,0 +1,376 @@
+"""Stage: validation. How well the chain identifies held-out photos, and the new_whale threshold it should use.
+
+The gallery is the train fold's known photos, the queries are the val fold (known individuals and new_whale
+photos). A val photo whose individual has no train-fold photo counts as `new_whale`, as a test photo of an unseen
+whale would. The same ranking rule as the submission (`models.retrieval.rank_individuals`) is swept over
+thresholds; the best one goes to `submission`. Two baselines run on the same queries: `new_whale` then the four
+most frequent individuals, and nearest neighbours on whole-image pixels (with their own tuned threshold). The
+same model on whole images (no crop stage) shows what the crop is worth.
+"""
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    MetadataValue,
+    Output,
+    asset,
+    asset_check,
+)
+from PIL import Image
+from pydantic import Field
+
+from assets.gallery_index import Embedder, embed_rows, model_embedder, tensor_rows
+from models.retrieval import (
+    NEW_WHALE,
+    TOP,
+    choose_threshold,
+    exact_index,
+    individual_candidates,
+    map_at_5,
+    most_frequent_labels,
+    place_new_whale,
+    rank_statistics,
+    search,
+    sweep_thresholds,
+    threshold_sweep,
+)
+from pipelines.parallel import parallel_map
+from pipelines.reporting import figure_metadata, table_metadata
+from pipelines.resources import ComputeDevice, FlukeData
+from pipelines.storage import content_version
+
+# ---------------------------------------------------------------------------------------------------------------
+# plain functions
+
+
+@dataclass
+class Evaluation:
+    """One gallery/queries evaluation with its tuned threshold."""
+
+    map5: float
+    threshold: float
+    sweep: pd.DataFrame
+    predictions: list[list[str]]
+    per_rank: pd.DataFrame
+    map5_at_no_new_whale: float
+
+
+def evaluate(
+    gallery_embeddings: np.ndarray,
+    gallery_labels: Sequence[str],
+    query_embeddings: np.ndarray,
+    truths: Sequence[str],
+    k: int = 50,
+    sweep_points: int = 101,
+    fill_labels: Sequence[str] | None = None,
+) -> Evaluation:
+    """Exact search, the one ranking rule, and the new_whale threshold that maximises MAP@5 on these queries."""
+    if fill_labels is None:
+        fill_labels = most_frequent_labels(gallery_labels)
+    similarities, neighbours = search(exact_index(gallery_embeddings), query_embeddings, k)
+    candidates = individual_candidates(similarities, neighbours, gallery_labels)
+    thresholds = sweep_thresholds(candidates, sweep_points)
+    sweep = threshold_sweep(candidates, truths, thresholds, fill_labels)
+    threshold = choose_threshold(sweep)
+    predictions = place_new_whale(candidates, threshold, fill_labels)
+    return Evaluation(
+        map5=map_at_5(predictions, truths),
+        threshold=threshold,
+        sweep=sweep,
+        predictions=predictions,
+        per_rank=rank_statistics(predictions, truths),
+        map5_at_no_new_whale=float(sweep.sort_values("threshold")["map5"].iloc[0]),
+    )
+
+
+def frequent_baseline(gallery_labels: Sequence[str], truths: Sequence[str]) -> float:
+    """MAP@5 of the same row for every query: `new_whale`, then the four most frequent individuals."""
+    row = [NEW_WHALE, *most_frequent_labels(gallery_labels, TOP - 1)]
+    return map_at_5([row] * len(truths), truths)
+
+
+def validation_split(
+    training_manifest: pd.DataFrame, gallery: pd.DataFrame, tensor_index: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train-fold gallery rows of `gallery`, val queries: image, label, truth, gallery_row, tensor_row).
+
+    A val photo's truth is its label if the train fold knows that individual, else `new_whale`.
+    """
+    folds = training_manifest.drop_duplicates("image").set_index("image")["fold"]
+    train_gallery = gallery[gallery["image"].map(folds).eq("train")].reset_index(drop=True)
+    known = set(train_gallery["label"])
+    queries = training_manifest[training_manifest["fold"] == "val"][["image", "label"]]
+    queries = queries.drop_duplicates("image").sort_values("image", kind="stable").reset_index(drop=True)
+    queries["truth"] = queries["label"].where(queries["label"].isin(known), NEW_WHALE)
+    gallery_rows = pd.Series(gallery["row"].to_numpy(), index=gallery["image"].to_numpy())
+    queries["gallery_row"] = gallery_rows.reindex(queries["image"]).fillna(-1).astype(np.int64).to_numpy()
+    queries["tensor_row"] = tensor_rows(tensor_index, queries["image"], "train")
+    return train_gallery, queries
+
+
+def query_embeddings(
+    queries: pd.DataFrame, gallery_embeddings: np.ndarray, embed: Embedder, tensors: np.ndarray
+) -> np.ndarray:
+    """Embeddings of the val photos: reused from the gallery where it has them (known individuals), embedded
+    with the same model and settings otherwise (val `new_whale` photos are not in the gallery)."""
+    dim = gallery_embeddings.shape[1]
+    result = np.zeros((len(queries), dim), np.float32)
+    in_gallery = queries["gallery_row"].to_numpy() >= 0
+    result[in_gallery] = gallery_embeddings[queries["gallery_row"].to_numpy()[in_gallery]]
+    if (~in_gallery).any():
+        result[~in_gallery] = embed_rows(embed, tensors, queries["tensor_row"].to_numpy()[~in_gallery])
+    return result
+
+
+def load_whole_image(path: Path, height: int, width: int, channels: int) -> np.ndarray:
+    """One photo, uncropped, resized to height x width (aspect not kept, like a crop stretched to the tensor
+    shape), as uint8 C x H x W. Decoded at reduced scale by libjpeg where the target is much smaller."""
+    with Image.open(path) as image:
+        mode = "L" if channels == 1 else "RGB"
+        image.draft(mode, (width, height))
+        pixels = image.convert(mode).resize((width, height), Image.BILINEAR)
+        array = np.asarray(pixels, dtype=np.uint8)
+    return array[None] if channels == 1 else np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+def load_whole_images(
+    paths: Sequence[Path], height: int, width: int, channels: int, workers: int | None = None
+) -> np.ndarray:
+    """Whole-image tensors (uint8 N x C x H x W) for the no-crop comparison and the pixel baseline."""
+    loader = partial(load_whole_image, height=height, width=width, channels=channels)
+    arrays = parallel_map(loader, [Path(p) for p in paths], workers=workers)
+    if not arrays:
+        return np.zeros((0, channels, height, width), np.uint8)
+    return np.stack(arrays)
+
+
+def pixel_features(tensors: np.ndarray, side: int = 32) -> np.ndarray:
+    """The pixel baseline's embedding: grey, shrunk to side x side (area average), centred, L2-normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    grey = torch.from_numpy(np.asarray(tensors, dtype=np.float32)).mean(dim=1, keepdim=True)
+    small = F.adaptive_avg_pool2d(grey, (side, side)).flatten(1)
+    small = small - small.mean(dim=1, keepdim=True)
+    small = small / small.norm(dim=1, keepdim=True).clamp_min(1e-6)
+    return small.numpy().astype(np.float32)
+
+
+def report_value(
+    main: Evaluation,
+    queries: pd.DataFrame,
+    gallery_size: int,
+    baselines: dict[str, float],
+    without_crop: Evaluation | None,
+    k: int,
+    flip: bool,
+) -> dict:
+    """The `validation_report` value: `summary` (json), `per_rank`, `sweep`, `predictions`."""
+    truths = queries["truth"].tolist()
+    summary = {
+        "map5": round(main.map5, 6),
+        "threshold": main.threshold,
+        "map5_without_new_whale": round(main.map5_at_no_new_whale, 6),
+        "map5_known": _subset_map(main.predictions, truths, known=True),
+        "map5_new_whale": _subset_map(main.predictions, truths, known=False),
+        "map5_without_crop": None if without_crop is None else round(without_crop.map5, 6),
+        "threshold_without_crop": None if without_crop is None else without_crop.threshold,
+        "baselines": {name: round(value, 6) for name, value in baselines.items()},
+        "queries": len(queries),
+        "queries_known": int(sum(t != NEW_WHALE for t in truths)),
+        "queries_new_whale": int(sum(t == NEW_WHALE for t in truths)),
+        "queries_unseen_individuals": int(
+            ((queries["label"] != NEW_WHALE) & (queries["truth"] == NEW_WHALE)).sum()
+        ),
+        "gallery_size": gallery_size,
+        "k": k,
+        "flip": flip,
+    }
+    predictions = pd.DataFrame(
+        {
+            "image": queries["image"].to_numpy(),
+            "truth": truths,
+            "Id": [" ".join(row) for row in main.predictions],
+        }
+    )
+    return {"summary": summary, "per_rank": main.per_rank, "sweep": main.sweep, "predictions": predictions}
+
+
+def _subset_map(predictions: list[list[str]], truths: list[str], known: bool) -> float | None:
+    chosen = [i for i, t in enumerate(truths) if (t != NEW_WHALE) == known]
+    if not chosen:
+        return None
+    return round(map_at_5([predictions[i] for i in chosen], [truths[i] for i in chosen]), 6)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Dagster
+
+
+class ValidationReportConfig(Config):
+    k: int = Field(default=50, description="Gallery neighbours searched per query before aggregating.")
+    sweep_points: int = Field(
+        default=101, description="Thresholds tried (quantiles of candidate similarities)."
+    )
+    compare_without_crop: bool = Field(
+        default=True,
+        description="Also embed whole (uncropped) photos with the same model: MAP@5 without crop.",
+    )
+    pixel_side: int = Field(default=32, description="Side of the grey thumbnails of the pixel baseline.")
+    batch_size: int = Field(default=128, description="Embedding batch size.")
+
+
+@asset(
+    code_version="validation_report-1",
+    group_name="identify",
+    description="MAP@5 on the held-out fold, the tuned new_whale threshold, per-rank statistics and baselines.",
+)
+def validation_report(
+    context: AssetExecutionContext,
+    config: ValidationReportConfig,
+    data: FlukeData,
+    device: ComputeDevice,
+    gallery_index: dict,
+    embedding_model: dict,
+    fluke_tensors: dict,
+    training_manifest: pd.DataFrame,
+    raw_images: dict,
+) -> Output[dict]:
+    started = time.perf_counter()
+    gallery = gallery_index["gallery"]
+    embeddings = np.asarray(gallery_index["embeddings"], dtype=np.float32)
+    flip = bool(gallery_index.get("info", {}).get("flip", False))
+    tensors = fluke_tensors["tensors"]
+    train_gallery, queries = validation_split(training_manifest, gallery, fluke_tensors["index"])
+    missing = queries[(queries["gallery_row"] < 0) & (queries["tensor_row"] < 0)]
+    if len(missing):
+        context.log.warning(f"{len(missing)} val photos have no tensor and are not evaluated")
+        queries = queries.drop(missing.index).reset_index(drop=True)
+    if queries.empty or train_gallery.empty:
+        raise ValueError("the val fold or the train-fold gallery is empty: nothing to validate")
+    torch_device = device.torch_device()
+    embed = model_embedder(embedding_model, torch_device, flip=flip, batch_size=config.batch_size)
+
+    gallery_labels = train_gallery["label"].tolist()
+    truths = queries["truth"].tolist()
+    gallery_vectors = embeddings[train_gallery["row"].to_numpy()]
+    query_vectors = query_embeddings(queries, embeddings, embed, tensors)
+    main = evaluate(gallery_vectors, gallery_labels, query_vectors, truths, config.k, config.sweep_points)
+
+    # Whole photos, for the no-crop comparison (same model) and the pixel baseline.
+    images = raw_images["images"]
+    paths = images[images["split"] == "train"].drop_duplicates("image").set_index("image")["path"]
+    whole_paths = [data.root / paths[i] for i in [*train_gallery["image"], *queries["image"]]]
+    _, channels, height, width = tensors.shape
+    if config.compare_without_crop:
+        whole = load_whole_images(whole_paths, height, width, channels)
+    else:
+        whole = load_whole_images(whole_paths, config.pixel_side, config.pixel_side, channels)
+    whole_gallery, whole_queries = whole[: len(train_gallery)], whole[len(train_gallery) :]
+    without_crop = None
+    if config.compare_without_crop:
+        without_crop = evaluate(
+            embed(whole_gallery), gallery_labels, embed(whole_queries), truths, config.k, config.sweep_points
+        )
+    pixel = evaluate(
+        pixel_features(whole_gallery, config.pixel_side),
+        gallery_labels,
+        pixel_features(whole_queries, config.pixel_side),
+        truths,
+        config.k,
+        config.sweep_points,
+    )
+    baselines = {"new_whale_frequent": frequent_baseline(gallery_labels, truths), "pixel_nn": pixel.map5}
+    value = report_value(main, queries, len(train_gallery), baselines, without_crop, config.k, flip)
+    summary = value["summary"]
+    seconds = time.perf_counter() - started
+
+    def sweep_plot(ax):
+        ax.plot(main.sweep["threshold"], main.sweep["map5"], color="#33658a", label="model (crop)")
+        if without_crop is not None:
+            ax.plot(
+                without_crop.sweep["threshold"],
+                without_crop.sweep["map5"],
+                color="#86bbd8",
+                label="model (whole image)",
+            )
+        ax.plot(pixel.sweep["threshold"], pixel.sweep["map5"], color="#f6ae2d", label="pixel NN")
+        ax.axhline(baselines["new_whale_frequent"], color="#f26419", ls="--", label="new_whale + frequent")
+        ax.axvline(main.threshold, color="black", lw=0.8, label=f"chosen {main.threshold:.3f}")
+        ax.set_xlabel("new_whale threshold (cosine similarity)")
+        ax.set_ylabel("MAP@5 (val fold)")
+        ax.set_title(f"MAP@5 {main.map5:.3f} at threshold {main.threshold:.3f}")
+        ax.legend(fontsize=7)
+
+    def per_rank_plot(ax):
+        ranks = main.per_rank["rank"]
+        ax.bar(ranks - 0.2, main.per_rank["hit_share"], width=0.4, color="#33658a", label="first hit here")
+        ax.bar(
+            ranks + 0.2, main.per_rank["new_whale_share"], width=0.4, color="#f6ae2d", label="new_whale here"
+        )
+        ax.set_xlabel("rank")
+        ax.set_ylabel("share of val photos")
+        ax.legend(fontsize=7)
+
+    metadata = {
+        "map5": summary["map5"],
+        "threshold": summary["threshold"],
+        "map5_known": summary["map5_known"],
+        "map5_new_whale": summary["map5_new_whale"],
+        "map5_without_new_whale": summary["map5_without_new_whale"],
+        "map5_without_crop": summary["map5_without_crop"],
+        "baseline_new_whale_frequent": summary["baselines"]["new_whale_frequent"],
+        "baseline_pixel_nn": summary["baselines"]["pixel_nn"],
+        "comparison": table_metadata(
+            pd.DataFrame(
+                [
+                    {"method": "model, cropped flukes", "map5": summary["map5"], "threshold": main.threshold},
+                    {
+                        "method": "model, whole images",
+                        "map5": summary["map5_without_crop"],
+                        "threshold": summary["threshold_without_crop"],
+                    },
+                    {"method": "pixel nearest neighbours", "map5": pixel.map5, "threshold": pixel.threshold},
+                    {
+                        "method": "new_whale + 4 most frequent",
+                        "map5": baselines["new_whale_frequent"],
+                        "threshold": None,
+                    },
+                ]
+            )
+        ),
+        "threshold_sweep": figure_metadata(sweep_plot),
+        "per_rank": table_metadata(main.per_rank.round(4)),
+        "per_rank_plot": figure_metadata(per_rank_plot, width=4.5, height=3.0),
+        "queries": summary["queries"],
+        "queries_known": summary["queries_known"],
+        "queries_new_whale": summary["queries_new_whale"],
+        "queries_unseen_individuals": summary["queries_unseen_individuals"],
+        "gallery_size": summary["gallery_size"],
+        "seconds": round(seconds, 2),
+        "summary": MetadataValue.json(summary),
+    }
+    context.log.info(f"validation MAP@5 {summary['map5']:.4f} at new_whale threshold {main.threshold:.4f}")
+    return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
+
+
+@asset_check(
+    asset=validation_report, description="Validation MAP@5 beats the new_whale + most-frequent baseline."
+)
+def validation_beats_new_whale_baseline(validation_report: dict) -> AssetCheckResult:
+    summary = validation_report["summary"]
+    baseline = summary["baselines"]["new_whale_frequent"]
+    return AssetCheckResult(
+        passed=bool(summary["map5"] > baseline),
+        metadata={"map5": summary["map5"], "baseline_new_whale_frequent": baseline},
+    )
