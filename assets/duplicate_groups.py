@@ -61,7 +61,7 @@ class DedupSettings:
     """Side (px) of the detail (high-pass) views the refined alignment and the verdict use."""
     max_crop: float = 0.08
     """Largest crop per image side (fraction) the verification undoes."""
-    min_similarity: float = 0.9
+    min_similarity: float = 0.87
     """Correlation of the aligned detail views above which a candidate is a duplicate."""
 
 
@@ -204,7 +204,9 @@ def aligned_similarity(
         moves = np.concatenate([np.eye(4), -np.eye(4)]) * step * side
         while score < settings.min_similarity:
             trials = np.clip(box[None, :] + moves, 0.0, side)
-            trials = trials[(trials[:, 2] - trials[:, 0] >= smallest) & (trials[:, 3] - trials[:, 1] >= smallest)]
+            trials = trials[
+                (trials[:, 2] - trials[:, 0] >= smallest) & (trials[:, 3] - trials[:, 1] >= smallest)
+            ]
             if not len(trials):
                 break
             scores = _views(cropped, _box_weights(trials, side, side)) @ other
@@ -259,7 +261,9 @@ def verify_pairs(
         part = edges[start : start + chunk_pairs]
         needed = {index for edge in part for index in edge}
         chunks.append(({index: thumbnails[index] for index in needed}, part))
-    results = parallel_map(partial(_chunk_similarities, settings=settings), chunks, workers=workers, chunksize=1)
+    results = parallel_map(
+        partial(_chunk_similarities, settings=settings), chunks, workers=workers, chunksize=1
+    )
     verified = pairs.copy()
     verified["similarity"] = np.asarray([value for chunk in results for value in chunk], dtype=np.float64)
     verified["verified"] = verified["similarity"] >= settings.min_similarity
@@ -524,7 +528,7 @@ def pairs_contact_sheet(pairs: pd.DataFrame, root: Path, count: int = 6, height:
 class DuplicateGroupsConfig(Config):
     max_distance: int = 12
     """pHash Hamming distance (bits of 64) within which a pair becomes a candidate."""
-    min_similarity: float = 0.85
+    min_similarity: float = 0.87
     """Correlation of the aligned detail views (64 px, high-pass) a candidate needs to count as a duplicate."""
     max_crop: float = 0.08
     """Largest crop per side (fraction) the verification undoes."""
