@@ -156,7 +156,7 @@ class EmbeddingModelConfig(Config):
     pooling: str = Field(default="gem", description="gem | avg.")
     dropout: float = Field(default=0.0, description="Dropout before the head.")
     input_downscale: int = Field(
-        default=1,
+        default=4,
         description="Average-pool the crops by this factor inside the "
         "model (2: a 128 x 256 crop is seen at 64 x 128, a quarter of the compute).",
     )
@@ -165,7 +165,7 @@ class EmbeddingModelConfig(Config):
         default=2, description="K: photos per individual (repeats when fewer)."
     )
     negatives_per_batch: int = Field(default=8, description="new_whale photos per batch, as negatives only.")
-    epochs: int = Field(default=12, description="Epochs (one epoch visits every individual about once).")
+    epochs: int = Field(default=40, description="Epochs (one epoch visits every individual about once).")
     max_steps_per_epoch: int = Field(default=0, description="Cap on steps per epoch; 0: no cap.")
     learning_rate: float = Field(default=2e-3, description="AdamW learning rate of the head.")
     backbone_lr_scale: float = Field(

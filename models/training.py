@@ -47,12 +47,12 @@ class TrainingConfig:
     norm_order: str = "after"
     pooling: str = "gem"
     dropout: float = 0.0
-    input_downscale: int = 1
+    input_downscale: int = 4  # the 128 x 256 crops seen at 32 x 64: patterns are coarse, CPU time is short
     # batches: P individuals x K photos + new_whale negatives
     individuals_per_batch: int = 16
     photos_per_individual: int = 2
     negatives_per_batch: int = 8
-    epochs: int = 12
+    epochs: int = 40
     max_steps_per_epoch: int = 0  # 0: a full pass over the individuals; >0 caps it (benchmarks, smoke runs)
     # optimisation
     learning_rate: float = 2e-3

@@ -586,7 +586,7 @@ def _render_photo(
     c = rng.uniform(0.75, 1.05)
     v = 0.45 + c * (v - 0.45)
     if rng.random() < 0.06:  # backlit: dark and flat
-        v = 0.08 + 0.45 * v
+        v = 0.08 + 0.3 * v
     if rng.random() < 0.35:  # wet highlights
         hl = np.clip((_noise(rng, (CH, CW), (10, 16)) - rng.uniform(1.0, 1.8)) / 0.5, 0, 1)
         v = v + hl * rng.uniform(0.15, 0.4)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from dagster import AssetKey, DagsterInstance, Definitions, materialize
+from dagster import AssetKey, DagsterInstance, Definitions
 
 from pipelines.profiles import run_config
 from pipelines.staleness import AssetStatus, asset_statuses
@@ -18,18 +18,12 @@ SOURCE_KEY = AssetKey("raw_image_files")
 
 
 def _materialize(defs: Definitions, instance: DagsterInstance, keys: list[AssetKey], config: dict) -> None:
-    graph = defs.resolve_asset_graph()
-    assets = [graph.assets_def_for_key(key) for key in graph.get_all_asset_keys()]
-    checks = list(defs.asset_checks or [])
+    """One run of Dagster's implicit asset job over `keys` (their asset checks included)."""
     names = {key.to_user_string() for key in keys}
     ops = {name: section for name, section in (config.get("ops") or {}).items() if name in names}
-    result = materialize(
-        [*dict.fromkeys(assets), *checks],
-        selection=keys,
-        instance=instance,
-        resources=defs.resources,
-        run_config={"ops": ops} if ops else None,
-        raise_on_error=True,
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        run_config={"ops": ops} if ops else None, instance=instance, asset_selection=keys, raise_on_error=True
     )
     if not result.success:
         raise RuntimeError(f"materializing {sorted(names)} failed")

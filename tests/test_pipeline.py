@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from dagster import instance_for_test, materialize
+from dagster import instance_for_test
 
-from pipelines.definitions import all_checks, build_definitions
+from pipelines.definitions import build_definitions
 from pipelines.profiles import run_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,12 +20,9 @@ def test_whole_graph_materializes_in_process(tiny_dataset, tmp_path, monkeypatch
     monkeypatch.setenv("FLUKEID_PROFILE", "tiny")
     storage = tmp_path / "storage"
     defs = build_definitions(data_dir=str(tiny_dataset), storage_dir=str(storage), device="cpu")
-    graph = defs.resolve_asset_graph()
-    assets = list(dict.fromkeys(graph.assets_def_for_key(k) for k in graph.get_all_asset_keys()))
+    job = defs.resolve_implicit_global_asset_job_def()
     with instance_for_test() as instance:
-        result = materialize(
-            [*assets, *all_checks], instance=instance, resources=defs.resources, run_config=run_config("tiny")
-        )
+        result = job.execute_in_process(run_config=run_config("tiny"), instance=instance)
         assert result.success
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
         assert {"raw_images", "image_hashes", "duplicate_groups", "training_manifest", "fluke_detector",
