@@ -35,6 +35,7 @@ from scipy.sparse.csgraph import connected_components
 
 from assets.image_hashes import open_reduced_grayscale
 from pipelines.parallel import parallel_map
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, image_metadata, table_metadata
 from pipelines.resources import FlukeData
 from pipelines.storage import content_version
@@ -537,7 +538,7 @@ class DuplicateGroupsConfig(Config):
 
 
 @asset(
-    code_version="duplicate_groups-1",
+    code_version=asset_version("duplicate_groups", "duplicate_groups-1"),
     group_name="dedup",
     description="Groups of duplicate photos (faiss pHash search + pixel check), label aliases, test photos that "
     "duplicate train photos.",

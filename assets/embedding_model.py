@@ -26,6 +26,7 @@ from models.training import (
     train_embedding,
     validation_truths,
 )
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
 from pipelines.resources import ComputeDevice, FlukeStorage
 from pipelines.storage import content_version, stable_digest
@@ -236,7 +237,7 @@ def _history_plots(history: pd.DataFrame, summary: dict) -> dict:
 
 
 @asset(
-    code_version=CODE_VERSION,
+    code_version=asset_version("embedding_model", CODE_VERSION),
     group_name="train",
     description="Metric-learning embedding network (ArcFace + mined triplets) trained on the fluke crops; "
     "checkpointed every epoch under storage/work/embedding_model and resumed after an interruption.",

@@ -24,6 +24,7 @@ from dagster import (
 from PIL import Image, ImageDraw
 
 from models import detector as det
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, image_metadata
 from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
 from pipelines.storage import TableCache, content_version, stable_digest
@@ -244,7 +245,7 @@ def invalid_boxes(boxes: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 @asset(
-    code_version=CODE_VERSION,
+    code_version=asset_version("fluke_boxes", CODE_VERSION),
     group_name="detect",
     description="One fluke box and confidence per accepted photo; whole photo, flagged, where nothing is found.",
 )

@@ -14,6 +14,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 
 from models import detector as det
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata
 from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
 from pipelines.storage import content_version
@@ -147,7 +148,7 @@ def _history(results_csv: Path) -> list[dict]:
 
 
 @asset(
-    code_version=CODE_VERSION,
+    code_version=asset_version("fluke_detector", CODE_VERSION),
     group_name="detect",
     description="YOLO fluke detector trained offline on the annotated subset (or given weights); mAP on held-out boxes.",
 )

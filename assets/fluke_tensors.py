@@ -25,6 +25,7 @@ from dagster import (
 from PIL import Image
 
 from pipelines.parallel import parallel_map
+from pipelines.profiles import asset_version
 from pipelines.reporting import image_metadata
 from pipelines.resources import FlukeData, FlukeStorage
 from pipelines.storage import ArrayCache, content_version, stable_digest
@@ -255,7 +256,7 @@ def missing_tensor_rows(tensors: np.ndarray, index: pd.DataFrame, manifest: pd.D
 
 
 @asset(
-    code_version=CODE_VERSION,
+    code_version=asset_version("fluke_tensors", CODE_VERSION),
     group_name="detect",
     description="Every photo cropped to its fluke box (with margin), resized, uint8 N x C x H x W plus a row index.",
 )

@@ -5,6 +5,7 @@ model turns the crop into an L2-normalised vector, and the vector becomes row `r
 `submission` searches. `new_whale` photos are left out: they are nobody in particular, so nothing to find.
 """
 
+import hashlib
 import time
 from collections.abc import Callable
 
@@ -14,8 +15,9 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from pydantic import Field
 
 from models.retrieval import INDEX_TYPES, NEW_WHALE, build_index, index_to_bytes
-from pipelines.resources import ComputeDevice
-from pipelines.storage import content_version
+from pipelines.profiles import asset_version
+from pipelines.resources import ComputeDevice, FlukeStorage
+from pipelines.storage import TableCache, content_version, stable_digest
 
 GALLERY_COLUMNS = ["row", "image", "label"]
 # Rows embedded per call, so a large memory-mapped tensor store is never copied into memory whole.
@@ -55,16 +57,62 @@ def embed_rows(
     return np.ascontiguousarray(np.concatenate(parts))
 
 
-def model_embedder(embedding_model: dict, torch_device, flip: bool, batch_size: int = 128) -> Embedder:
-    """tensors (uint8 N x C x H x W) -> float32 N x D L2-normalised, with the trained model on `torch_device`."""
-    from models.embedding import embed_images, load_embedding_model
+class CachedEmbedder:
+    """tensors (uint8 N x C x H x W) -> float32 N x D L2-normalised, with the trained model on `device`.
 
-    model = load_embedding_model(embedding_model, torch_device)
+    With a `cache`, each crop's embedding is kept under (model weights, flip, crop bytes), so rematerializing
+    after new photos arrive embeds only the new crops. `computed` and `from_cache` count what happened.
+    """
 
-    def embed(tensors: np.ndarray) -> np.ndarray:
-        return embed_images(model, tensors, torch_device, batch_size=batch_size, flip=flip)
+    def __init__(self, embedding_model: dict, torch_device, flip: bool, batch_size: int = 128, cache=None):
+        from models.embedding import load_embedding_model
 
-    return embed
+        self.model = load_embedding_model(embedding_model, torch_device)
+        self.device, self.flip, self.batch_size, self.cache = torch_device, flip, batch_size, cache
+        self.model_key = stable_digest(
+            hashlib.sha256(embedding_model["weights"]).hexdigest(), flip, "embed-1"
+        )
+        self.computed = 0
+        self.from_cache = 0
+
+    def _embed(self, tensors: np.ndarray) -> np.ndarray:
+        from models.embedding import embed_images
+
+        return embed_images(self.model, tensors, self.device, batch_size=self.batch_size, flip=self.flip)
+
+    def __call__(self, tensors: np.ndarray) -> np.ndarray:
+        if self.cache is None or len(tensors) == 0:
+            self.computed += len(tensors)
+            return self._embed(tensors)
+        keys = [stable_digest(self.model_key, hashlib.sha256(t.tobytes()).hexdigest()) for t in tensors]
+        cached = self.cache.lookup(keys)
+        known = dict(zip(cached["key"], cached["embedding"])) if "embedding" in cached else {}
+        missing = [i for i, key in enumerate(keys) if key not in known]
+        fresh = self._embed(np.ascontiguousarray(tensors[missing])) if missing else None
+        if fresh is not None:
+            self.cache.store(pd.DataFrame({"key": [keys[i] for i in missing], "embedding": list(fresh)}))
+        self.computed += len(missing)
+        self.from_cache += len(tensors) - len(missing)
+        dim = fresh.shape[1] if fresh is not None else len(next(iter(known.values())))
+        out = np.empty((len(tensors), dim), np.float32)
+        for i, key in enumerate(keys):
+            if key in known:
+                out[i] = known[key]
+        if fresh is not None:
+            out[missing] = fresh
+        return out
+
+
+def model_embedder(
+    embedding_model: dict, torch_device, flip: bool, batch_size: int = 128, cache=None
+) -> CachedEmbedder:
+    """The embedder every identification stage uses (see `CachedEmbedder`)."""
+    return CachedEmbedder(embedding_model, torch_device, flip, batch_size=batch_size, cache=cache)
+
+
+def embedding_cache(storage) -> TableCache:
+    """The per-crop embedding cache shared by gallery, validation and submission."""
+    return TableCache(storage.cache_dir("embeddings") / "embeddings.parquet")
 
 
 def gallery_photos(
@@ -135,7 +183,7 @@ class GalleryIndexConfig(Config):
 
 
 @asset(
-    code_version="gallery_index-1",
+    code_version=asset_version("gallery_index", "gallery_index-1"),
     group_name="identify",
     description="Embeddings of every known train photo and a faiss inner-product index over them.",
 )
@@ -143,6 +191,7 @@ def gallery_index(
     context: AssetExecutionContext,
     config: GalleryIndexConfig,
     device: ComputeDevice,
+    storage: FlukeStorage,
     embedding_model: dict,
     fluke_tensors: dict,
     training_manifest: pd.DataFrame,
@@ -155,7 +204,13 @@ def gallery_index(
             f"{len(missing)} known train photos have no tensor and are left out: {missing[:5]}"
         )
     torch_device = device.torch_device()
-    embed = model_embedder(embedding_model, torch_device, flip=config.flip, batch_size=config.batch_size)
+    embed = model_embedder(
+        embedding_model,
+        torch_device,
+        flip=config.flip,
+        batch_size=config.batch_size,
+        cache=embedding_cache(storage),
+    )
     options = {}
     if config.index_type == "hnsw":
         options = {"hnsw_m": config.hnsw_m, "hnsw_ef_search": config.hnsw_ef_search}
@@ -175,6 +230,8 @@ def gallery_index(
         "flip_tta": config.flip,
         "build_seconds": round(seconds["build_seconds"], 3),
         "embed_seconds": round(seconds["embed_seconds"], 2),
+        "embedded": embed.computed,
+        "embeddings_from_cache": embed.from_cache,
         "images_per_second": round(info["size"] / max(seconds["embed_seconds"], 1e-9), 1),
         "photos_per_individual_median": float(per_id.median()) if len(per_id) else 0.0,
         "missing_tensors": len(missing),

@@ -18,6 +18,7 @@ from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, O
 from PIL import Image
 
 from pipelines.parallel import parallel_map
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
 from pipelines.resources import FlukeData, FlukeStorage
 from pipelines.storage import TableCache, content_version, stable_digest
@@ -169,7 +170,7 @@ class ImageHashesConfig(Config):
 
 
 @asset(
-    code_version="image_hashes-1",
+    code_version=asset_version("image_hashes", "image_hashes-1"),
     group_name="dedup",
     description="64-bit perceptual hash (pHash) of every accepted photo, decoded at reduced scale, cached per photo.",
 )

@@ -27,6 +27,7 @@ from dagster import (
 from PIL import Image
 
 from pipelines.parallel import parallel_map
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
 from pipelines.resources import FlukeData
 from pipelines.storage import content_version
@@ -296,7 +297,7 @@ def raw_image_files(data: FlukeData) -> ObserveResult:
 
 @asset(
     deps=[raw_image_files],
-    code_version="raw_images-1",
+    code_version=asset_version("raw_images", "raw_images-1"),
     group_name="ingest",
     description="Manifest of accepted photos (split, label, size, mode, content hash) and rejected inputs with reasons.",
 )

@@ -25,7 +25,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets.gallery_index import embed_rows, model_embedder, tensor_rows
+from assets.gallery_index import embed_rows, embedding_cache, model_embedder, tensor_rows
 from models.retrieval import (
     NEW_WHALE,
     TOP,
@@ -35,6 +35,7 @@ from models.retrieval import (
     rank_statistics,
     search,
 )
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
 from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
 from pipelines.scoring import format_score, score_submission
@@ -173,7 +174,7 @@ class SubmissionConfig(Config):
 
 
 @asset(
-    code_version="submission-1",
+    code_version=asset_version("submission", "submission-1"),
     group_name="identify",
     description="Kaggle-format submission: five labels per test photo; also at $FLUKEID_STORAGE_DIR/submission.csv.",
 )
@@ -197,7 +198,9 @@ def submission(
     query_images = accepted[rows >= 0].tolist()
     flip = bool(gallery_index.get("info", {}).get("flip", False))
     torch_device = device.torch_device()
-    embed = model_embedder(embedding_model, torch_device, flip=flip, batch_size=config.batch_size)
+    embed = model_embedder(
+        embedding_model, torch_device, flip=flip, batch_size=config.batch_size, cache=embedding_cache(storage)
+    )
     query_embeddings = embed_rows(embed, fluke_tensors["tensors"], rows[rows >= 0])
     gallery_labels = gallery_index["gallery"]["label"].tolist()
     threshold = float(validation_report["summary"]["threshold"])

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from dagster import AssetCheckResult, AssetExecutionContext, Config, DataVersion, Output, asset, asset_check
 
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
 from pipelines.storage import content_version
 
@@ -111,7 +112,7 @@ class TrainingManifestConfig(Config):
 
 
 @asset(
-    code_version="training_manifest-1",
+    code_version=asset_version("training_manifest", "training_manifest-1"),
     group_name="dedup",
     description="One row per usable train photo (duplicates removed, aliases merged) with a validation fold.",
 )

@@ -29,7 +29,7 @@ from dagster import (
 from PIL import Image
 from pydantic import Field
 
-from assets.gallery_index import Embedder, embed_rows, model_embedder, tensor_rows
+from assets.gallery_index import Embedder, embed_rows, embedding_cache, model_embedder, tensor_rows
 from models.retrieval import (
     NEW_WHALE,
     TOP,
@@ -45,8 +45,9 @@ from models.retrieval import (
     threshold_sweep,
 )
 from pipelines.parallel import parallel_map
+from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
-from pipelines.resources import ComputeDevice, FlukeData
+from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
 from pipelines.storage import content_version
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -231,7 +232,7 @@ class ValidationReportConfig(Config):
 
 
 @asset(
-    code_version="validation_report-1",
+    code_version=asset_version("validation_report", "validation_report-1"),
     group_name="identify",
     description="MAP@5 on the held-out fold, the tuned new_whale threshold, per-rank statistics and baselines.",
 )
@@ -239,6 +240,7 @@ def validation_report(
     context: AssetExecutionContext,
     config: ValidationReportConfig,
     data: FlukeData,
+    storage: FlukeStorage,
     device: ComputeDevice,
     gallery_index: dict,
     embedding_model: dict,
@@ -259,7 +261,9 @@ def validation_report(
     if queries.empty or train_gallery.empty:
         raise ValueError("the val fold or the train-fold gallery is empty: nothing to validate")
     torch_device = device.torch_device()
-    embed = model_embedder(embedding_model, torch_device, flip=flip, batch_size=config.batch_size)
+    embed = model_embedder(
+        embedding_model, torch_device, flip=flip, batch_size=config.batch_size, cache=embedding_cache(storage)
+    )
 
     gallery_labels = train_gallery["label"].tolist()
     truths = queries["truth"].tolist()

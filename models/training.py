@@ -32,6 +32,8 @@ from pipelines.storage import atomic_path
 CHECKPOINT_NAME = "last.pt"
 MINING_STRATEGIES = ("semihard", "hard", "all", "batch_hard", "none")
 MARGIN_LOSSES = ("arcface", "subcenter_arcface", "none")
+BLUR_MIX = 0.3  # largest share of the blurred photo mixed in (strength 1)
+NOISE_STD = 0.015  # pixel noise, [0, 1] units (strength 1)
 
 
 @dataclass
@@ -252,9 +254,10 @@ def augment(images: torch.Tensor, generator: torch.Generator, strength: float = 
     )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    # blur: a random mix of the photo and its 3 x 3 box-blurred self
+    # blur: a random mix of the photo and its 3 x 3 box-blurred self. At the reduced size a full 3 x 3 blur
+    # erases the small spots that tell individuals apart (docs/training.md), so the mix stays light.
     blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
-    mix = (uniform(0, 1) * min(1.0, strength)).view(-1, 1, 1, 1)
+    mix = (uniform(0, BLUR_MIX) * min(1.0, strength)).view(-1, 1, 1, 1)
     x = x + mix * (blurred - x)
     # photometry
     gamma = torch.exp(uniform(-0.3, 0.3) * strength).view(-1, 1, 1, 1)
@@ -263,7 +266,7 @@ def augment(images: torch.Tensor, generator: torch.Generator, strength: float = 
     brightness = uniform(-0.1, 0.1) * strength
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * contrast.view(-1, 1, 1, 1) + mean + brightness.view(-1, 1, 1, 1)
-    noise = torch.randn(x.shape, device=device, generator=generator) * (0.03 * strength)
+    noise = torch.randn(x.shape, device=device, generator=generator) * (NOISE_STD * strength)
     return (x + noise).clamp_(0, 1)
 
 

@@ -16,7 +16,11 @@ def describe_outputs(storage_dir: str | None = None) -> str:
     summary = root / "validation_report" / "summary.json"
     if summary.exists():
         figures = json.loads(summary.read_text())
-        for key in ("map5", "threshold", "baseline_new_whale_map5", "baseline_pixel_nn_map5"):
-            if key in figures:
-                lines.append(f"validation {key}: {figures[key]}")
+        baselines = figures.get("baselines", {})
+        lines.append(f"validation MAP@5: {figures['map5']:.4f} (new_whale threshold {figures['threshold']:.3f})")
+        lines.append(
+            "baselines on the same fold: new_whale + most frequent "
+            f"{baselines.get('new_whale_frequent', float('nan')):.4f}, "
+            f"pixel nearest neighbours {baselines.get('pixel_nn', float('nan')):.4f}"
+        )
     return "\n".join(lines)

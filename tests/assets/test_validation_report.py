@@ -22,7 +22,7 @@ from assets.validation_report import (
     validation_split,
 )
 from models.retrieval import NEW_WHALE
-from pipelines.resources import ComputeDevice, FlukeData
+from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
 
 HEIGHT, WIDTH = 8, 16
 
@@ -180,7 +180,11 @@ def test_embed_rows_keeps_the_asked_order():
 def run_validation_report(world, monkeypatch, **config):
     monkeypatch.setattr(report_module, "model_embedder", lambda *args, **kwargs: flat_embed)
     context = build_asset_context(
-        resources={"data": FlukeData(data_dir=str(world["root"])), "device": ComputeDevice(device="cpu")}
+        resources={
+            "data": FlukeData(data_dir=str(world["root"])),
+            "device": ComputeDevice(device="cpu"),
+            "storage": FlukeStorage(storage_dir=str(world["root"].parent / "storage")),
+        }
     )
     return report_module.validation_report(
         context,

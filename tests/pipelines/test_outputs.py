@@ -1,0 +1,14 @@
+import json
+
+from pipelines.outputs import describe_outputs
+
+
+def test_outputs_name_the_submission_and_validation_figures(tmp_path):
+    assert "not materialized yet" in describe_outputs(str(tmp_path))
+    (tmp_path / "submission.csv").write_text("Image,Id\n")
+    (tmp_path / "validation_report").mkdir()
+    summary = {"map5": 0.91234, "threshold": 0.5, "baselines": {"new_whale_frequent": 0.3, "pixel_nn": 0.4}}
+    (tmp_path / "validation_report" / "summary.json").write_text(json.dumps(summary))
+    text = describe_outputs(str(tmp_path))
+    assert f"submission: {tmp_path / 'submission.csv'}" in text
+    assert "validation MAP@5: 0.9123" in text and "pixel nearest neighbours 0.4000" in text
