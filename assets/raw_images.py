@@ -8,7 +8,7 @@ import hashlib
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -29,8 +29,8 @@ from PIL import Image
 from pipelines.parallel import parallel_map
 from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
-from pipelines.resources import FlukeData
-from pipelines.storage import content_version
+from pipelines.resources import FlukeData, FlukeStorage
+from pipelines.storage import TableCache, content_version, stable_digest
 
 NEW_WHALE = "new_whale"
 SPLITS = ("train", "test")
@@ -40,6 +40,8 @@ LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 # Real photos are about 1 MP; anything past this is a decompression bomb, refused before decoding.
 MAX_PIXELS = 40_000_000
 EXIF_ORIENTATION = 0x0112
+# Bump when `inspect_image` could judge an unchanged file differently: the per-file cache key includes it.
+INSPECT_VERSION = "inspect-1"
 HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 MANIFEST_COLUMNS = [
@@ -208,8 +210,42 @@ def safe_name(name: str) -> bool:
     return len(parts) == 1 and parts[0] not in ("..", ".")
 
 
-def scan_data_folder(root: Path, workers: int | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The whole ingestion: returns (manifest of accepted images, rejected inputs with reasons)."""
+def inspect_images(
+    paths: list[Path], cache: TableCache | None = None, workers: int | None = None
+) -> tuple[list[ImageReport], int]:
+    """`inspect_image` over many files, in parallel; with a cache, a file whose name, size and modification time
+    are unchanged is not read again. Returns the reports and how many files were inspected now."""
+    if cache is None:
+        return parallel_map(inspect_image, paths, workers=workers), len(paths)
+    keys = []
+    for path in paths:
+        try:
+            stat = path.stat()
+            keys.append(stable_digest(INSPECT_VERSION, str(path), stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            keys.append("")  # missing: inspected (and rejected) every time, never cached
+    cached = cache.lookup(k for k in keys if k)
+    known = {
+        row["key"]: ImageReport(**{f: row[f] for f in ImageReport.__dataclass_fields__})
+        for row in cached.to_dict("records")
+    }
+    todo = [i for i, key in enumerate(keys) if key not in known]
+    fresh = parallel_map(inspect_image, [paths[i] for i in todo], workers=workers)
+    reports: list[ImageReport | None] = [known.get(key) for key in keys]
+    for i, report in zip(todo, fresh):
+        reports[i] = report
+    new_rows = [{"key": keys[i], **asdict(report)} for i, report in zip(todo, fresh) if keys[i]]
+    if new_rows:
+        cache.store(pd.DataFrame(new_rows))
+    return reports, len(todo)
+
+
+def scan_data_folder(
+    root: Path, workers: int | None = None, cache: TableCache | None = None, stats: dict | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The whole ingestion: returns (manifest of accepted images, rejected inputs with reasons).
+
+    `stats`, when given, receives `inspected` (files opened now) and `from_cache`."""
     root = Path(root)
     labelled, rejected = read_train_csv(root / "train.csv")
     candidates: list[tuple[str, str, str | None]] = [
@@ -233,7 +269,9 @@ def scan_data_folder(root: Path, workers: int | None = None) -> tuple[pd.DataFra
         else:
             candidates.append((path.name, "test", None))
     paths = [root / split / image for image, split, _ in candidates]
-    reports = parallel_map(inspect_image, paths, workers=workers)
+    reports, inspected = inspect_images(paths, cache=cache, workers=workers)
+    if stats is not None:
+        stats.update(inspected=inspected, from_cache=len(paths) - inspected)
     accepted = []
     for (image, split, label), report in zip(candidates, reports):
         if report.reason:
@@ -254,6 +292,7 @@ def scan_data_folder(root: Path, workers: int | None = None) -> tuple[pd.DataFra
             }
         )
     manifest = pd.DataFrame(accepted, columns=MANIFEST_COLUMNS)
+    manifest = manifest.astype({"width": "int64", "height": "int64", "bytes": "int64", "is_grayscale": bool})
     manifest = manifest.sort_values(["split", "image"], kind="stable").reset_index(drop=True)
     rejected_df = pd.DataFrame(rejected, columns=REJECTED_COLUMNS).sort_values(
         ["split", "image"], kind="stable"
@@ -301,9 +340,11 @@ def raw_image_files(data: FlukeData) -> ObserveResult:
     group_name="ingest",
     description="Manifest of accepted photos (split, label, size, mode, content hash) and rejected inputs with reasons.",
 )
-def raw_images(context: AssetExecutionContext, data: FlukeData) -> Output[dict]:
+def raw_images(context: AssetExecutionContext, data: FlukeData, storage: FlukeStorage) -> Output[dict]:
     started = time.perf_counter()
-    manifest, rejected = scan_data_folder(data.root)
+    cache = TableCache(storage.cache_dir("raw_images") / "inspected.parquet")
+    scan_stats: dict = {}
+    manifest, rejected = scan_data_folder(data.root, cache=cache, stats=scan_stats)
     seconds = time.perf_counter() - started
     stats = label_statistics(manifest)
     train = manifest[manifest["split"] == "train"]
@@ -336,6 +377,8 @@ def raw_images(context: AssetExecutionContext, data: FlukeData) -> Output[dict]:
             per_id.head(10).rename_axis("label").reset_index(name="photos")
         ),
         "rejected_examples": table_metadata(rejected, max_rows=15),
+        "inspected": scan_stats["inspected"],
+        "from_cache": scan_stats["from_cache"],
         "seconds": round(seconds, 2),
         "images_per_second": round(len(manifest) / max(seconds, 1e-9), 1),
     }

@@ -204,3 +204,22 @@ def test_fingerprint_changes_when_photos_change_and_only_then(bad_corpus):
     with open(bad_corpus / "train.csv", "a") as handle:
         handle.write("good_rgb2.jpg,w_0000009\n")
     assert data_folder_fingerprint(bad_corpus) != first
+
+
+def test_inspection_cache_opens_only_new_or_changed_files(bad_corpus, tmp_path):
+    from pipelines.storage import TableCache
+
+    cache = TableCache(tmp_path / "inspected.parquet")
+    stats: dict = {}
+    first = scan_data_folder(bad_corpus, workers=1, cache=cache, stats=stats)
+    assert stats["from_cache"] == 0 and stats["inspected"] > 10
+    again = scan_data_folder(bad_corpus, workers=1, cache=cache, stats=stats)
+    assert stats["inspected"] == 1  # the listed-but-missing file is never cached: it is checked every time
+    pd.testing.assert_frame_equal(first[0], again[0])
+    pd.testing.assert_frame_equal(first[1], again[1])
+    _jpeg(bad_corpus / "test" / "arrived.jpg", seed=42)
+    _jpeg(bad_corpus / "train" / "good_rgb.jpg", seed=43)  # rewritten in place
+    manifest, _ = scan_data_folder(bad_corpus, workers=1, cache=cache, stats=stats)
+    assert stats["inspected"] == 3
+    rewritten = manifest.set_index("image").loc["good_rgb.jpg", "content_hash"]
+    assert rewritten == hashlib.sha256((bad_corpus / "train/good_rgb.jpg").read_bytes()).hexdigest()
