@@ -17,7 +17,7 @@ from models import detector as det
 from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata
 from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
-from pipelines.storage import content_version
+from pipelines.storage import content_version, memoized_artifact, stable_digest
 
 CODE_VERSION = "fluke_detector-1"
 
@@ -164,15 +164,33 @@ def fluke_detector(
     annotations = read_annotations(data.annotations_csv)
     boxes = prepare_annotations(annotations, manifest, config.val_share, config.seed)
     started = time.perf_counter()
-    weights, info = train_fluke_detector(
-        boxes,
-        data.root,
-        storage.work_dir("fluke_detector"),
-        storage.work_dir("ultralytics"),
-        config,
-        device=device.torch_device(),
+    # What the detector learns from: annotated photos' content, their boxes and folds, the config.
+    annotated = (
+        manifest.set_index("image").reindex(boxes["image"])["content_hash"].tolist() if len(boxes) else []
+    )
+    training_key = stable_digest(
+        CODE_VERSION,
+        config.model_dump(),
+        boxes.drop(columns=["path"], errors="ignore").astype(str).values.tolist(),
+        annotated,
+    )
+    weights, info, reused = memoized_artifact(
+        storage.work_dir("fluke_detector") / "trained",
+        training_key,
+        lambda: train_fluke_detector(
+            boxes,
+            data.root,
+            storage.work_dir("fluke_detector"),
+            storage.work_dir("ultralytics"),
+            config,
+            device=device.torch_device(),
+        ),
     )
     seconds = time.perf_counter() - started
+    if reused:
+        context.log.info(
+            "same annotated photos, boxes and config as a previous training: its weights are reused"
+        )
     if weights is None:
         context.log.warning(
             f"fluke_detector not trained: {info['reason']}; fluke_boxes will use whole photos"
@@ -189,6 +207,7 @@ def fluke_detector(
         "imgsz": config.imgsz,
         "model_yaml": config.model_yaml,
         "seconds": round(seconds, 1),
+        "reused_previous_training": reused,
     }
     for key in ("mAP50", "mAP50-95", "training_seconds", "version"):
         if key in info:

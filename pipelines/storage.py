@@ -171,3 +171,25 @@ def to_npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
+
+
+def memoized_artifact(folder: Path, key: str, compute) -> tuple[bytes | None, dict, bool]:
+    """Reuse a trained artifact (weights bytes + info) made from exactly the same inputs, else `compute()` it.
+
+    Training stages depend on more than they learn from (e.g. the detector sees the whole manifest but learns
+    only from annotated photos). Keyed by what they learn from, a rerun caused by unrelated new photos returns the
+    same bytes, so the asset keeps its data version and nothing downstream turns stale. Returns
+    (weights, info, reused).
+    """
+    folder = Path(folder)
+    info_path, weights_path = folder / f"{key}.json", folder / f"{key}.bin"
+    if info_path.exists():
+        info = json.loads(info_path.read_text())
+        weights = weights_path.read_bytes() if weights_path.exists() else None
+        if weights is not None or not info.get("has_weights", False):
+            return weights, info["info"], True
+    weights, info = compute()
+    if weights is not None:
+        write_bytes(weights, weights_path)
+    write_json({"info": info, "has_weights": weights is not None}, info_path)
+    return weights, info, False

@@ -1,0 +1,85 @@
+"""Atomic writes, content versions and caches: a killed run leaves the last good artifact in place."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.io_managers import read_parts, write_part
+from pipelines.storage import (
+    ArrayCache,
+    TableCache,
+    atomic_dir,
+    atomic_path,
+    content_version,
+    memoized_artifact,
+    write_parquet,
+)
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path):
+    target = tmp_path / "table.parquet"
+    write_parquet(pd.DataFrame({"a": [1]}), target)
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a file")
+        raise RuntimeError("killed")
+    assert pd.read_parquet(target)["a"].tolist() == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"], "no temporary files left behind"
+
+
+def test_failed_folder_write_keeps_the_previous_folder(tmp_path):
+    target = tmp_path / "artifact"
+    with atomic_dir(target) as tmp:
+        write_part(tmp / "images", pd.DataFrame({"image": ["a.jpg"]}))
+        write_part(tmp / "tensors", np.zeros((2, 1, 4, 8), np.uint8))
+    with pytest.raises(RuntimeError), atomic_dir(target) as tmp:
+        write_part(tmp / "images", pd.DataFrame({"image": ["b.jpg"]}))
+        raise RuntimeError("killed")
+    parts = read_parts(target)
+    assert parts["images"]["image"].tolist() == ["a.jpg"]
+    assert parts["tensors"].shape == (2, 1, 4, 8) and isinstance(parts["tensors"], np.memmap)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["artifact"]
+
+
+def test_content_version_follows_content_only():
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    assert content_version(frame) == content_version(frame.copy())
+    assert content_version(frame) != content_version(frame.assign(a=[1, 3]))
+    value = {"t": np.arange(6, dtype=np.uint8).reshape(2, 3), "info": {"k": 1}}
+    assert content_version(value) == content_version(
+        {"info": {"k": 1}, "t": np.arange(6, dtype=np.uint8).reshape(2, 3)}
+    )
+    assert content_version(value) != content_version({**value, "info": {"k": 2}})
+
+
+def test_table_cache_merges_and_looks_up(tmp_path):
+    cache = TableCache(tmp_path / "cache.parquet")
+    assert cache.lookup(["a"]).empty
+    cache.store(pd.DataFrame({"key": ["a", "b"], "v": [1, 2]}))
+    cache.store(pd.DataFrame({"key": ["b", "c"], "v": [20, 3]}))
+    found = cache.lookup(["b", "c", "zz"]).set_index("key")["v"].to_dict()
+    assert found == {"b": 20, "c": 3}
+
+
+def test_array_cache_treats_a_torn_entry_as_missing(tmp_path):
+    cache = ArrayCache(tmp_path)
+    cache.put("abcd", np.ones((1, 2, 2), np.uint8))
+    assert cache.get("abcd").sum() == 4
+    cache.path("abcd").write_bytes(b"\x93NUMPY torn")
+    assert cache.get("abcd") is None and cache.get("ffff") is None
+
+
+def test_memoized_artifact_trains_once_per_key(tmp_path):
+    calls = []
+
+    def train():
+        calls.append(1)
+        return b"weights", {"mAP50": 0.9}
+
+    first = memoized_artifact(tmp_path, "k1", train)
+    second = memoized_artifact(tmp_path, "k1", train)
+    assert first == (b"weights", {"mAP50": 0.9}, False) and second == (b"weights", {"mAP50": 0.9}, True)
+    memoized_artifact(tmp_path, "k2", train)
+    assert len(calls) == 2
+    untrained = memoized_artifact(tmp_path, "none", lambda: (None, {"trained": False}))
+    assert memoized_artifact(tmp_path, "none", train) == (None, {"trained": False}, True)
+    assert untrained[2] is False
