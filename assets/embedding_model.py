@@ -208,6 +208,10 @@ class EmbeddingModelConfig(Config):
     mixed_precision: bool = Field(default=True, description="bf16 autocast on CUDA (ignored on CPU).")
     channels_last: bool = Field(default=True, description="channels-last memory format on CUDA.")
     loader_workers: int = Field(default=0, description="DataLoader worker processes.")
+    cpu_threads: int = Field(
+        default=1,
+        description="CPU threads while training (0: torch's default); 1 is fastest on cores shared with other jobs.",
+    )
 
 
 def _history_plots(history: pd.DataFrame, summary: dict) -> dict:

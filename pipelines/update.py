@@ -17,7 +17,9 @@ from pipelines.staleness import AssetStatus, asset_statuses
 SOURCE_KEY = AssetKey("raw_image_files")
 
 
-def _materialize(defs: Definitions, instance: DagsterInstance, keys: list[AssetKey], config: dict) -> None:
+def materialize_keys(
+    defs: Definitions, instance: DagsterInstance, keys: list[AssetKey], config: dict
+) -> None:
     """One run of Dagster's implicit asset job over `keys` (their asset checks included)."""
     names = {key.to_user_string() for key in keys}
     ops = {name: section for name, section in (config.get("ops") or {}).items() if name in names}
@@ -41,7 +43,7 @@ def update(
     config = run_config(profile)
     rounds: list[list[str]] = []
     if not dry_run:
-        _materialize(defs, instance, [SOURCE_KEY], {})
+        materialize_keys(defs, instance, [SOURCE_KEY], {})
     for _ in range(max_rounds):
         todo: list[AssetStatus] = [status for status in asset_statuses(defs, instance) if status.needs_run]
         if not todo:
@@ -54,5 +56,5 @@ def update(
         rounds.append([status.key.to_user_string() for status in todo])
         if dry_run:
             return rounds
-        _materialize(defs, instance, [status.key for status in todo], config)
+        materialize_keys(defs, instance, [status.key for status in todo], config)
     raise RuntimeError(f"still stale after {max_rounds} rounds: {rounds[-1]}")

@@ -239,3 +239,14 @@ def test_prepare_training_data_joins_manifest_to_tensor_rows():
     assert list(data.val_rows) == [1] and data.val_labels == ["x"]
     with pytest.raises(ValueError, match="no tensor row"):
         prepare_training_data(np.zeros((4, 1, 2, 2), np.uint8), index.iloc[:2], manifest)
+
+
+def test_cpu_threads_apply_during_training_and_are_restored_after():
+    threads_before = torch.get_num_threads()
+    seen: list[int] = []
+    config = TrainingConfig(**TINY, epochs=1, max_steps_per_epoch=1, cpu_threads=1)
+    train_embedding(
+        _data(), config, "cpu", on_step=lambda *_: seen.append(torch.get_num_threads()), log=lambda _: None
+    )
+    assert seen == [1]
+    assert torch.get_num_threads() == threads_before

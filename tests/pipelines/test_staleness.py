@@ -46,7 +46,7 @@ def _update(defs, instance, monkeypatch):
     # The toy graph has no data-folder source to observe; the loop itself is what is tested here.
     import pipelines.update as module
 
-    monkeypatch.setattr(module, "_materialize", lambda d, i, keys, c: _plain_materialize(d, i, keys))
+    monkeypatch.setattr(module, "materialize_keys", lambda d, i, keys, c: _plain_materialize(d, i, keys))
     monkeypatch.setattr(module, "run_config", lambda profile=None: {})
     return update(defs, instance, echo=lambda line: None)
 
