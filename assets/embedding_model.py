@@ -161,12 +161,12 @@ class EmbeddingModelConfig(Config):
         description="Average-pool the crops by this factor inside the "
         "model (2: a 128 x 256 crop is seen at 64 x 128, a quarter of the compute).",
     )
-    individuals_per_batch: int = Field(default=16, description="P: individuals per batch.")
+    individuals_per_batch: int = Field(default=12, description="P: individuals per batch.")
     photos_per_individual: int = Field(
-        default=2, description="K: photos per individual (repeats when fewer)."
+        default=4, description="K: photos per individual (repeats when fewer)."
     )
     negatives_per_batch: int = Field(default=8, description="new_whale photos per batch, as negatives only.")
-    epochs: int = Field(default=40, description="Epochs (one epoch visits every individual about once).")
+    epochs: int = Field(default=120, description="Epochs (one epoch visits every individual about once).")
     max_steps_per_epoch: int = Field(default=0, description="Cap on steps per epoch; 0: no cap.")
     learning_rate: float = Field(default=2e-3, description="AdamW learning rate of the head.")
     backbone_lr_scale: float = Field(
@@ -180,7 +180,7 @@ class EmbeddingModelConfig(Config):
     grad_clip: float = Field(default=5.0, description="Gradient norm clip; 0: off.")
     margin_loss: str = Field(default="arcface", description="arcface | subcenter_arcface | none.")
     margin_loss_weight: float = Field(default=1.0, description="Weight of the margin (classification) loss.")
-    arcface_margin_degrees: float = Field(default=28.6, description="ArcFace angular margin in degrees.")
+    arcface_margin_degrees: float = Field(default=17.0, description="ArcFace angular margin in degrees.")
     arcface_scale: float = Field(default=30.0, description="ArcFace logit scale.")
     subcenters: int = Field(default=3, description="Sub-centres per class (subcenter_arcface).")
     triplet_weight: float = Field(default=1.0, description="Weight of the triplet loss.")
@@ -195,8 +195,8 @@ class EmbeddingModelConfig(Config):
         default=False, description="One-photo individuals become negatives instead of classes."
     )
     use_new_whale: bool = Field(default=True, description="Use new_whale photos as negatives.")
-    augment_strength: float = Field(default=1.0, description="Scale of the tensor augmentations; 0: none.")
-    validate_every: int = Field(default=1, description="Validate every N epochs (always the last).")
+    augment_strength: float = Field(default=1.6, description="Scale of the tensor augmentations; 0: none.")
+    validate_every: int = Field(default=10, description="Validate every N epochs (always the last).")
     hard_reweight: float = Field(
         default=0.0,
         description="Raise poorly ranked individuals' sampling weight by "

@@ -51,10 +51,10 @@ class TrainingConfig:
     dropout: float = 0.0
     input_downscale: int = 4  # the 128 x 256 crops seen at 32 x 64: patterns are coarse, CPU time is short
     # batches: P individuals x K photos + new_whale negatives
-    individuals_per_batch: int = 16
-    photos_per_individual: int = 2
+    individuals_per_batch: int = 12
+    photos_per_individual: int = 4
     negatives_per_batch: int = 8
-    epochs: int = 40
+    epochs: int = 120
     max_steps_per_epoch: int = 0  # 0: a full pass over the individuals; >0 caps it (benchmarks, smoke runs)
     # optimisation
     learning_rate: float = 2e-3
@@ -66,7 +66,7 @@ class TrainingConfig:
     # losses (pytorch-metric-learning)
     margin_loss: str = "arcface"  # arcface | subcenter_arcface | none
     margin_loss_weight: float = 1.0
-    arcface_margin_degrees: float = 28.6
+    arcface_margin_degrees: float = 17.0
     arcface_scale: float = 30.0
     subcenters: int = 3
     triplet_weight: float = 1.0
@@ -76,9 +76,9 @@ class TrainingConfig:
     flip_as_new_class: bool = False
     drop_single_photo_individuals: bool = False  # their photos become negatives instead of classes
     use_new_whale: bool = True
-    augment_strength: float = 1.0  # 0: no augmentation
+    augment_strength: float = 1.6  # 0: no augmentation
     # validation and hard-individual reweighting
-    validate_every: int = 1  # epochs; the last epoch is always validated
+    validate_every: int = 10  # epochs; the last epoch is always validated
     hard_reweight: float = (
         0.0  # 0: off; else weight *= 1 + hard_reweight * (1 - AP) for poorly ranked individuals
     )

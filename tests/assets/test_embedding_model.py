@@ -68,6 +68,7 @@ def test_asset_trains_and_returns_a_loadable_model_and_history(tmp_path):
         individuals_per_batch=3,
         negatives_per_batch=2,
         eval_batch_size=8,
+        validate_every=1,
     )
     output = embedding_model(
         context=build_asset_context(),

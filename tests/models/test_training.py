@@ -157,7 +157,7 @@ def test_a_zero_loss_step_changes_nothing():
 
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
     data = _data()
-    config = TrainingConfig(**TINY, epochs=2, seed=5, hard_reweight=0.5)
+    config = TrainingConfig(**TINY, epochs=2, seed=5, hard_reweight=0.5, validate_every=1)
     uninterrupted = train_embedding(
         data, config, "cpu", checkpoint_dir=tmp_path / "a", run_key="k", log=lambda s: None
     )
