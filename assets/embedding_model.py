@@ -68,14 +68,17 @@ def pixel_nearest_neighbour_baseline(data: TrainingData) -> tuple[float, float]:
 
 
 def run_key(config: TrainingConfig, data: TrainingData) -> str:
-    """Names the checkpoint folder: a resumed run must have the same code, config and data."""
+    """Names the checkpoint folder: a resumed run must have the same code, config and training photos.
+
+    Keyed by the crops the run learns from (in manifest order), not by their row numbers or the rest of the
+    store, so new test photos leave the key alone and the finished run is found instead of trained again.
+    """
     return stable_digest(
         CODE_VERSION,
         config.to_dict(),
-        content_version(data.tensors),
-        [int(r) for r in data.train_rows],
+        content_version(np.asarray(data.tensors[np.asarray(data.train_rows, dtype=np.int64)])),
         data.train_labels,
-        [int(r) for r in data.val_rows],
+        content_version(np.asarray(data.tensors[np.asarray(data.val_rows, dtype=np.int64)])),
         data.val_labels,
     )
 
@@ -300,4 +303,7 @@ def embedding_model(
         "history": table_metadata(history.round(4), max_rows=50),
         "config": MetadataValue.json(value["config"]),
     }
-    return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
+    # The version follows what downstream uses (weights and config), not the history's timings, so a run that
+    # finds its finished checkpoint leaves the gallery and everything after it fresh.
+    version = content_version({"weights": value["weights"], "config": value["config"]})
+    return Output(value, metadata=metadata, data_version=DataVersion(version))

@@ -77,5 +77,8 @@ def test_update_reruns_exactly_what_is_stale(tiny_dataset_copy, tmp_path):
     assert _metadata(home, "image_hashes")["hashed"] == 5
     assert _metadata(home, "fluke_boxes")["computed"] == 5
     assert _metadata(home, "fluke_tensors")["computed"] == 5
+    # New test photos teach the model nothing: training finds its finished run, the gallery is reused.
+    assert _metadata(home, "fluke_detector")["reused_previous_training"] is True
+    assert _metadata(home, "gallery_index")["embedded"] == 0
     out, ran = _update(env, profile)
     assert ran == set()
