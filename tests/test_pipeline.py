@@ -28,8 +28,12 @@ def test_whole_graph_materializes_in_process(tiny_dataset, tmp_path, monkeypatch
         assert {"raw_images", "image_hashes", "duplicate_groups", "training_manifest", "fluke_detector",
                 "fluke_boxes", "fluke_tensors", "embedding_model", "gallery_index", "validation_report",
                 "submission"} <= materialized
-        checks = result.get_asset_check_evaluations()
-        assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+        checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+        # Every contract check holds. The quality check (the model beats the new_whale-first baseline) is
+        # evaluated but not required here: the tiny profile trains for seconds, so its model means nothing.
+        quality = "validation_beats_new_whale_baseline"
+        assert quality in checks and len(checks) >= 8
+        assert all(passed for name, passed in checks.items() if name != quality), checks
 
     submission = pd.read_csv(storage / "submission.csv")
     solution = pd.read_csv(tiny_dataset / "solution.csv")
