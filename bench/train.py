@@ -25,10 +25,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.embedding import build_embedding_model, parameter_count  # noqa: E402
-from models.sampler import PKBatchSampler  # noqa: E402
 from models.training import (  # noqa: E402
     EmbeddingLosses,
     TrainingConfig,
+    batch_sampler,
     make_loader,
     parameter_groups,
     train_step,
@@ -83,13 +83,7 @@ def run(
 ) -> dict:
     rows = np.arange(len(labels))
     items = training_items(labels, rows, config)
-    sampler = PKBatchSampler(
-        items.classes,
-        config.individuals_per_batch,
-        config.photos_per_individual,
-        config.negatives_per_batch,
-        seed=config.seed,
-    )
+    sampler = batch_sampler(items, config)
     torch.manual_seed(0)
     model = build_embedding_model(config.embedding_spec(in_channels=tensors.shape[1])).to(device)
     if device.type == "cuda" and config.channels_last:
@@ -136,9 +130,7 @@ def run(
 
 def baseline_load_ms(tensors: np.ndarray, labels: list[str], config: TrainingConfig, steps: int) -> float:
     items = training_items(labels, np.arange(len(labels)), config)
-    sampler = PKBatchSampler(
-        items.classes, config.individuals_per_batch, config.photos_per_individual, config.negatives_per_batch
-    )
+    sampler = batch_sampler(items, config)
     batches = [batch for _, batch in zip(range(steps), sampler)]
     loader = jpeg_baseline_loader(tensors, batches, items.rows)
     started = time.perf_counter()

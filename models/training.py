@@ -216,6 +216,17 @@ def _batch_as_is(batch):
     return batch
 
 
+def batch_sampler(items: TrainingItems, config: TrainingConfig) -> PKBatchSampler:
+    """P individuals x K photos (+ new_whale negatives) per batch, as the config says."""
+    return PKBatchSampler(
+        items.classes,
+        config.individuals_per_batch,
+        config.photos_per_individual,
+        config.negatives_per_batch,
+        seed=config.seed,
+    )
+
+
 def make_loader(
     tensors: np.ndarray, items: TrainingItems, sampler: PKBatchSampler, device: torch.device, workers: int = 0
 ) -> torch.utils.data.DataLoader:
@@ -561,13 +572,7 @@ def _train_embedding(
     # ---- data: items, sampler, loader
     items = training_items(data.train_labels, data.train_rows, config)
     num_classes = len(items.class_names)
-    sampler = PKBatchSampler(
-        items.classes,
-        config.individuals_per_batch,
-        config.photos_per_individual,
-        config.negatives_per_batch,
-        seed=config.seed,
-    )
+    sampler = batch_sampler(items, config)
     loader = make_loader(data.tensors, items, sampler, device, config.loader_workers)
     steps_per_epoch = (
         len(sampler) if config.max_steps_per_epoch <= 0 else min(len(sampler), config.max_steps_per_epoch)
