@@ -575,16 +575,21 @@ def duplicate_groups(
             label=["verified duplicate", "rejected by pixel check"],
             color=["#33658a", "#f6ae2d"],
         )
-        ax.set_xlabel("pHash Hamming distance (bits of 64)")
-        ax.set_ylabel("candidate pairs")
-        ax.legend()
+        ax.set_yscale("log")  # the few true duplicates sit under thousands of near misses
+        ax.set_xlabel("pHash Hamming distance of the pair (bits of 64)")
+        ax.set_ylabel("candidate pairs (log scale)")
+        ax.legend(fontsize=8)
 
     metadata: dict = {
         **stats,
         "candidate_pairs": int(len(pairs)),
         "verified_pairs": int(pairs["verified"].sum()),
         "rejected_pairs": int((~pairs["verified"]).sum()),
-        "hamming_histogram": figure_metadata(distance_histogram),
+        "hamming_histogram": figure_metadata(
+            distance_histogram,
+            f"Which near-identical hashes are real duplicates? {int(pairs['verified'].sum())} of "
+            f"{len(pairs)} candidate pairs verified",
+        ),
         "seconds": round(seconds, 2),
         "search_seconds": round(details["search_seconds"], 3),
         "verify_seconds": round(details["verify_seconds"], 3),
@@ -595,7 +600,8 @@ def duplicate_groups(
     shown = pairs[pairs["verified"]].sort_values("distance", ascending=False)
     if len(shown):
         metadata["duplicate_pairs"] = image_metadata(
-            pairs_contact_sheet(shown, data.root), alt="duplicate pairs"
+            pairs_contact_sheet(shown, data.root),
+            "Are the merged photos really the same picture? Verified pairs, least similar hashes first",
         )
         metadata["hardest_verified_pairs"] = table_metadata(
             shown[["image_a", "image_b", "distance", "similarity"]].round(3), max_rows=10

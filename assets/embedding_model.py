@@ -222,10 +222,9 @@ def _history_plots(history: pd.DataFrame, summary: dict) -> dict:
         for column, colour in (("loss", "#222222"), ("margin_loss", "#33658a"), ("triplet_loss", "#f26419")):
             ax.plot(history["epoch"], history[column], marker="o", ms=3, label=column, color=colour)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("mean loss per step")
+        ax.set_ylabel("mean loss per step (log scale)")
         ax.set_yscale("log")
-        ax.legend()
-        ax.set_title("training losses")
+        ax.legend(fontsize=8)
 
     def map5(ax):
         valid = history.dropna(subset=["val_map5"])
@@ -237,10 +236,22 @@ def _history_plots(history: pd.DataFrame, summary: dict) -> dict:
         ax.set_xlabel("epoch")
         ax.set_ylabel("validation MAP@5")
         ax.set_ylim(0, 1)
-        ax.legend(loc="lower right")
-        ax.set_title("validation MAP@5 per epoch")
+        ax.legend(loc="lower right", fontsize=8)
 
-    return {"loss_curves": figure_metadata(losses), "val_map5_curve": figure_metadata(map5)}
+    last = history["loss"].dropna()
+    best = history["val_map5"].dropna()
+    return {
+        "loss_curves": figure_metadata(
+            losses,
+            "Is the embedding still learning? "
+            + (f"loss {last.iloc[0]:.2f} -> {last.iloc[-1]:.2f}" if len(last) else "no steps"),
+        ),
+        "val_map5_curve": figure_metadata(
+            map5,
+            "Does it beat the baselines on held-out photos? "
+            + (f"best val MAP@5 {best.max():.3f}" if len(best) else "not validated"),
+        ),
+    }
 
 
 @asset(

@@ -278,14 +278,19 @@ def fluke_boxes(
 
     def confidences(ax):
         ax.hist(boxes["confidence"], bins=20, range=(0, 1), color="#33658a")
-        ax.axvline(config.min_confidence, color="#f26419", linestyle="--", label="min_confidence")
-        ax.set_xlabel("detection confidence")
+        ax.axvline(
+            config.min_confidence,
+            color="#f26419",
+            linestyle="--",
+            label="min_confidence (below: whole photo)",
+        )
+        ax.set_xlabel("confidence of the photo's best box")
         ax.set_ylabel("photos")
-        ax.legend()
+        ax.legend(fontsize=8)
 
     def areas(ax):
         ax.hist(area_share[~boxes["fallback"].to_numpy()], bins=20, range=(0, 1), color="#86bbd8")
-        ax.set_xlabel("box area / photo area (detected boxes)")
+        ax.set_xlabel("box area / photo area")
         ax.set_ylabel("photos")
 
     metadata = {
@@ -299,12 +304,18 @@ def fluke_boxes(
         "seconds": round(stats["seconds"], 2),
         "images_per_second": round(stats["computed"] / max(stats["seconds"], 1e-9), 1),
         "detector_version": stats["detector_version"],
-        "confidence_histogram": figure_metadata(confidences),
-        "box_area_histogram": figure_metadata(areas),
+        "confidence_histogram": figure_metadata(
+            confidences,
+            f"How sure is the detector? {len(detected)} of {len(boxes)} photos boxed, "
+            f"{int(boxes['fallback'].sum())} fall back to the whole photo",
+        ),
+        "box_area_histogram": figure_metadata(areas, "How much of each photo is fluke? Detected boxes only"),
     }
     if len(boxes):
         sheet = box_contact_sheet(manifest, boxes, data.root, photos=config.contact_sheet_photos)
-        metadata["contact_sheet"] = image_metadata(sheet, alt="photos with their fluke boxes")
+        metadata["contact_sheet"] = image_metadata(
+            sheet, "Do the boxes hold the flukes? Sample photos with their box and its confidence"
+        )
     truth = read_true_boxes(data.root)
     if truth is not None:
         for key, number in iou_against_truth(boxes, truth, "test").items():

@@ -217,16 +217,22 @@ def fluke_detector(
         frame = pd.DataFrame(history)
 
         def curves(ax):
-            ax.plot(frame["epoch"], frame["box_loss"], color="#33658a", label="train box loss")
+            loss = ax.plot(frame["epoch"], frame["box_loss"], color="#33658a", label="box loss (train)")
             ax.set_xlabel("epoch")
-            ax.set_ylabel("box loss")
+            ax.set_ylabel("box loss (train)", color="#33658a")
             twin = ax.twinx()
-            twin.plot(frame["epoch"], frame["mAP50"], color="#f6ae2d", label="val mAP50")
-            twin.set_ylabel("val mAP50")
+            score = twin.plot(frame["epoch"], frame["mAP50"], color="#f6ae2d", label="mAP50 (held-out boxes)")
+            twin.set_ylabel("mAP50 (held-out boxes)", color="#f6ae2d")
             twin.set_ylim(0, 1)
-            ax.set_title("detector training")
+            lines = loss + score
+            ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
 
-        metadata["training_curves"] = figure_metadata(curves)
+        last = frame["mAP50"].dropna()
+        metadata["training_curves"] = figure_metadata(
+            curves,
+            "Has the detector learned to find flukes? "
+            + (f"mAP50 {last.iloc[-1]:.3f} after {int(frame['epoch'].max())} epochs" if len(last) else ""),
+        )
     metadata["info"] = MetadataValue.json({k: v for k, v in info.items() if k != "history"})
     value: dict = {"info": info}
     if weights is not None:

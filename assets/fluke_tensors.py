@@ -288,7 +288,10 @@ def fluke_tensors(
         "fallback_crops": int(fluke_boxes["fallback"].sum()) if "fallback" in fluke_boxes else 0,
     }
     if len(tensors):
-        metadata["contact_sheet"] = image_metadata(tensor_contact_sheet(tensors), alt="fluke crops")
+        metadata["contact_sheet"] = image_metadata(
+            tensor_contact_sheet(tensors),
+            f"What does the embedding model see? Sample crops, {tensors.shape[2]} x {tensors.shape[3]} px",
+        )
     value = {"tensors": tensors, "index": index}
     return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
 

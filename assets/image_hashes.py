@@ -210,14 +210,17 @@ def image_hashes(
             ax.bar(np.arange(counts.size), counts, color="#33658a")
             ax.set_xlabel("Hamming distance, reduced-scale vs full-decode pHash (bits of 64)")
             ax.set_ylabel("photos")
-            ax.set_title(f"{len(distances)} photos: mean {distances.mean():.2f}, max {distances.max()}")
 
         metadata.update(
             {
                 "reduced_vs_full_mean_distance": round(float(distances.mean()), 3),
                 "reduced_vs_full_max_distance": int(distances.max()),
                 "reduced_vs_full_identical_share": round(float((distances == 0).mean()), 4),
-                "reduced_vs_full_histogram": figure_metadata(distance_histogram),
+                "reduced_vs_full_histogram": figure_metadata(
+                    distance_histogram,
+                    f"Does the fast reduced-scale hash agree with a full decode? {len(distances)} photos, "
+                    f"mean {distances.mean():.2f} bits apart",
+                ),
                 "reduced_vs_full_counts": MetadataValue.json(
                     {str(i): int(c) for i, c in enumerate(counts) if c}
                 ),

@@ -326,7 +326,9 @@ def label_statistics(manifest: pd.DataFrame) -> dict[str, float | int]:
 # Dagster
 
 
-@observable_source_asset(description="The data folder as it is on disk; observed, never written.")
+@observable_source_asset(
+    group_name="ingest", description="The data folder as it is on disk; observed, never written."
+)
 def raw_image_files(data: FlukeData) -> ObserveResult:
     root = data.root
     if not (root / "train.csv").exists():
@@ -356,21 +358,25 @@ def raw_images(context: AssetExecutionContext, data: FlukeData, storage: FlukeSt
         ax.bar(counts.index, counts.values, color="#33658a")
         ax.set_yscale("log")
         ax.set_xlabel("train photos of the individual")
-        ax.set_ylabel("individuals (log)")
-        ax.set_title(f"{per_id.size} known individuals; new_whale = {stats['new_whale_share']:.1%} of train")
+        ax.set_ylabel("individuals (log scale)")
 
     def image_sizes(ax):
         ax.scatter(manifest["width"], manifest["height"], s=4, alpha=0.4, color="#86bbd8")
         ax.set_xlabel("width (px)")
         ax.set_ylabel("height (px)")
-        ax.set_title("image sizes")
 
     metadata = {
         **stats,
         "rejected": int(len(rejected)),
         "rejected_by_reason": MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
-        "images_per_individual": figure_metadata(images_per_individual),
-        "image_sizes": figure_metadata(image_sizes, width=4.5, height=3.5),
+        "images_per_individual": figure_metadata(
+            images_per_individual,
+            f"How many photos per whale? {per_id.size} known individuals, "
+            f"new_whale {stats['new_whale_share']:.0%} of train",
+        ),
+        "image_sizes": figure_metadata(
+            image_sizes, f"What sizes are the photos? {len(manifest)} accepted", width=4.5, height=3.5
+        ),
         "median_size": f"{int(manifest['width'].median()) if len(manifest) else 0}x"
         f"{int(manifest['height'].median()) if len(manifest) else 0}",
         "most_frequent_individuals": table_metadata(

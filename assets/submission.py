@@ -1,13 +1,15 @@
 """Stage: the submission. Five labels for every test photo, in Kaggle's `Image,Id` format.
 
 Follow one test photo: its crop is embedded like the gallery's, faiss finds its nearest known photos, the one
-ranking rule (`models.retrieval.rank_individuals`, with the threshold `validation_report` tuned) turns them into
-five individuals with `new_whale` in place. A test photo that duplicates a train photo takes that photo's
+ranking rule turns them into five individuals with `new_whale` in place: the first individuals re-scored by
+geometric verification (`models.verification`, with the inlier weight `validation_report` chose), then
+`new_whale` inserted at the threshold `validation_report` tuned (`models.retrieval.place_new_whale`). A test photo that duplicates a train photo takes that photo's
 individual at rank 1. A test photo that ingestion rejected still gets a row (`new_whale` then the most frequent
 individuals), so the file is complete. The table is also written to `$FLUKEID_STORAGE_DIR/submission.csv`.
 """
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -29,12 +31,15 @@ from assets.gallery_index import embed_rows, embedding_cache, model_embedder, te
 from models.retrieval import (
     NEW_WHALE,
     TOP,
+    Candidates,
     index_from_bytes,
+    individual_candidates,
     most_frequent_labels,
-    rank_individuals,
+    place_new_whale,
     rank_statistics,
     search,
 )
+from models.verification import VerificationSettings, rescore, verify_candidates
 from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
 from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
@@ -116,18 +121,26 @@ def predict(
     threshold: float,
     duplicates: dict[str, list[str]],
     k: int = 50,
+    rerank: Callable[[Candidates], Candidates] | None = None,
+    candidates_per_query: int = TOP,
 ) -> pd.DataFrame:
     """The submission table (Image, Id) plus a `source` column (model, duplicate, fallback) for reporting.
 
     `query_embeddings` are the embedded test photos (`query_images`, a subset of `photos`); photos without an
     embedding get the fallback row `new_whale` + most frequent, unless they duplicate a train photo.
+    `rerank` (geometric verification) re-scores each query's first `candidates_per_query` individuals before
+    `new_whale` is placed at `threshold`, the same steps `validation_report` tuned them with.
     """
     fill = most_frequent_labels(gallery_labels)
     fallback = [NEW_WHALE, *fill][:TOP]
     rows: dict[str, list[str]] = {}
     if len(query_images):
         similarities, neighbours = search(index, query_embeddings, k)
-        ranked = rank_individuals(similarities, neighbours, gallery_labels, threshold, fill_labels=fill)
+        top = max(TOP, candidates_per_query) if rerank is not None else TOP
+        candidates = individual_candidates(similarities, neighbours, gallery_labels, top=top)
+        if rerank is not None:
+            candidates = rerank(candidates)
+        ranked = place_new_whale(candidates, threshold, fill_labels=fill)
         rows = dict(zip(query_images, ranked))
     records = []
     for image in photos["image"]:
@@ -166,7 +179,7 @@ def well_formed_problems(submission: pd.DataFrame) -> list[str]:
 
 
 class SubmissionConfig(Config):
-    k: int = Field(default=50, description="Gallery neighbours searched per test photo before aggregating.")
+    k: int = Field(default=100, description="Gallery neighbours searched per test photo before aggregating.")
     use_duplicates: bool = Field(
         default=True, description="A test photo that duplicates a train photo takes its individual at rank 1."
     )
@@ -174,7 +187,7 @@ class SubmissionConfig(Config):
 
 
 @asset(
-    code_version=asset_version("submission", "submission-1"),
+    code_version=asset_version("submission", "submission-2"),
     group_name="identify",
     description="Kaggle-format submission: five labels per test photo; also at $FLUKEID_STORAGE_DIR/submission.csv.",
 )
@@ -201,9 +214,33 @@ def submission(
     embed = model_embedder(
         embedding_model, torch_device, flip=flip, batch_size=config.batch_size, cache=embedding_cache(storage)
     )
-    query_embeddings = embed_rows(embed, fluke_tensors["tensors"], rows[rows >= 0])
-    gallery_labels = gallery_index["gallery"]["label"].tolist()
+    tensors = fluke_tensors["tensors"]
+    query_embeddings = embed_rows(embed, tensors, rows[rows >= 0])
+    gallery = gallery_index["gallery"]
+    gallery_labels = gallery["label"].tolist()
     threshold = float(validation_report["summary"]["threshold"])
+    verification = validation_report["summary"].get("verification")
+    rerank, candidates_per_query = None, TOP
+    if verification:
+        # Exactly the verification validation_report chose the weight and threshold with.
+        settings = VerificationSettings.from_dict(verification)
+        gallery_embeddings = np.asarray(gallery_index["embeddings"], dtype=np.float32)
+        gallery_tensor_rows = tensor_rows(fluke_tensors["index"], gallery["image"], "train")
+        query_crops = tensors[rows[rows >= 0]]
+        candidates_per_query = settings.candidates
+
+        def rerank(candidates: Candidates) -> Candidates:
+            verified = verify_candidates(
+                candidates,
+                query_embeddings,
+                query_crops,
+                gallery_embeddings,
+                gallery_labels,
+                lambda gallery_rows: tensors[gallery_tensor_rows[gallery_rows]],
+                settings,
+            )
+            return rescore(verified, float(verification["weight"]), settings.inlier_cap)
+
     images = raw_images["images"]
     train = images[images["split"] == "train"]
     train_labels = dict(zip(train["image"], train["label"]))
@@ -218,6 +255,8 @@ def submission(
         threshold,
         duplicates,
         k=config.k,
+        rerank=rerank,
+        candidates_per_query=candidates_per_query,
     )
     value = table[SUBMISSION_COLUMNS].copy()
     target = storage.root / "submission.csv"
@@ -234,10 +273,6 @@ def submission(
         ax.bar(counts.index, counts.values, color="#33658a")
         ax.set_xlabel("test photos given the individual at rank 1")
         ax.set_ylabel("individuals")
-        ax.set_title(
-            f"rank 1: {first.get(NEW_WHALE, 0)} new_whale, {first.drop(NEW_WHALE, errors='ignore').size} "
-            "distinct individuals"
-        )
 
     metadata = {
         "path": str(target),
@@ -255,7 +290,14 @@ def submission(
         else 0.0,
         "distinct_labels_predicted": int(all_labels.size),
         "top_rank1_labels": table_metadata(first.head(15).rename_axis("label").reset_index(name="photos")),
-        "rank1_label_distribution": figure_metadata(label_distribution, width=4.5, height=3.0),
+        "rank1_label_distribution": figure_metadata(
+            label_distribution,
+            f"Does one whale soak up the predictions? Rank 1: {first.get(NEW_WHALE, 0)} new_whale, "
+            f"{first.drop(NEW_WHALE, errors='ignore').size} individuals",
+            width=6.0,
+            height=3.2,
+        ),
+        "verification": MetadataValue.json(verification or {}),
         "seconds": round(seconds, 2),
     }
     solution = data.root / "solution.csv"

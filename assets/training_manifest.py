@@ -137,12 +137,16 @@ def training_manifest(
         counts = per_id.value_counts().sort_index()
         ax.bar(counts.index, counts.values, color="#33658a")
         ax.set_yscale("log")
-        ax.set_xlabel("kept train photos of the individual")
-        ax.set_ylabel("individuals (log)")
+        ax.set_xlabel("train photos of the individual after de-duplication")
+        ax.set_ylabel("individuals (log scale)")
 
     metadata = {
         **stats,
-        "photos_per_individual": figure_metadata(photos_per_individual),
+        "photos_per_individual": figure_metadata(
+            photos_per_individual,
+            f"How many distinct photos does each whale keep? {per_id.size} individuals, "
+            f"{int((per_id == 1).sum())} with one photo",
+        ),
         "val_sample": table_metadata(manifest[manifest["fold"] == "val"].head(10)),
     }
     return Output(manifest, metadata=metadata, data_version=DataVersion(content_version(manifest)))

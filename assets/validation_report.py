@@ -6,6 +6,10 @@ whale would. The same ranking rule as the submission (`models.retrieval.rank_ind
 thresholds; the best one goes to `submission`. Two baselines run on the same queries: `new_whale` then the four
 most frequent individuals, and nearest neighbours on whole-image pixels (with their own tuned threshold). The
 same model on whole images (no crop stage) shows what the crop is worth.
+
+Geometric verification (`models.verification`) re-scores each query's first individuals by how many SIFT matches
+one homography explains; the weight of those inliers is chosen here with the threshold (weight 0 is the
+embedding alone, reported beside it) and `submission` applies both.
 """
 
 import time
@@ -33,6 +37,7 @@ from assets.gallery_index import Embedder, embed_rows, embedding_cache, model_em
 from models.retrieval import (
     NEW_WHALE,
     TOP,
+    Candidates,
     choose_threshold,
     exact_index,
     individual_candidates,
@@ -44,6 +49,7 @@ from models.retrieval import (
     sweep_thresholds,
     threshold_sweep,
 )
+from models.verification import VerificationSettings, Verified, rescore, verify_candidates
 from pipelines.parallel import parallel_map
 from pipelines.profiles import asset_version
 from pipelines.reporting import figure_metadata, table_metadata
@@ -66,6 +72,24 @@ class Evaluation:
     map5_at_no_new_whale: float
 
 
+def tune(
+    candidates: Candidates, truths: Sequence[str], fill_labels: Sequence[str], sweep_points: int = 101
+) -> Evaluation:
+    """The new_whale threshold that maximises MAP@5 of these candidates, and the predictions it gives."""
+    thresholds = sweep_thresholds(candidates, sweep_points)
+    sweep = threshold_sweep(candidates, truths, thresholds, fill_labels)
+    threshold = choose_threshold(sweep)
+    predictions = place_new_whale(candidates, threshold, fill_labels)
+    return Evaluation(
+        map5=map_at_5(predictions, truths),
+        threshold=threshold,
+        sweep=sweep,
+        predictions=predictions,
+        per_rank=rank_statistics(predictions, truths),
+        map5_at_no_new_whale=float(sweep.sort_values("threshold")["map5"].iloc[0]),
+    )
+
+
 def evaluate(
     gallery_embeddings: np.ndarray,
     gallery_labels: Sequence[str],
@@ -80,18 +104,29 @@ def evaluate(
         fill_labels = most_frequent_labels(gallery_labels)
     similarities, neighbours = search(exact_index(gallery_embeddings), query_embeddings, k)
     candidates = individual_candidates(similarities, neighbours, gallery_labels)
-    thresholds = sweep_thresholds(candidates, sweep_points)
-    sweep = threshold_sweep(candidates, truths, thresholds, fill_labels)
-    threshold = choose_threshold(sweep)
-    predictions = place_new_whale(candidates, threshold, fill_labels)
-    return Evaluation(
-        map5=map_at_5(predictions, truths),
-        threshold=threshold,
-        sweep=sweep,
-        predictions=predictions,
-        per_rank=rank_statistics(predictions, truths),
-        map5_at_no_new_whale=float(sweep.sort_values("threshold")["map5"].iloc[0]),
-    )
+    return tune(candidates, truths, fill_labels, sweep_points)
+
+
+def choose_verification_weight(
+    verified: Verified,
+    truths: Sequence[str],
+    fill_labels: Sequence[str],
+    weights: Sequence[float],
+    inlier_cap: int,
+    sweep_points: int = 101,
+) -> tuple[float, dict[float, Evaluation]]:
+    """The inlier weight (and, within each, the threshold) of best MAP@5; ties go to the smaller weight.
+
+    Returns the chosen weight and the evaluation at every weight tried (weight 0: the embedding alone).
+    """
+    if not weights:
+        raise ValueError("no verification weights to try")
+    evaluations = {
+        float(w): tune(rescore(verified, float(w), inlier_cap), truths, fill_labels, sweep_points)
+        for w in sorted(set(weights))
+    }
+    best = max(evaluations.items(), key=lambda item: (item[1].map5, -item[0]))[0]
+    return best, evaluations
 
 
 def frequent_baseline(gallery_labels: Sequence[str], truths: Sequence[str]) -> float:
@@ -175,6 +210,8 @@ def report_value(
     without_crop: Evaluation | None,
     k: int,
     flip: bool,
+    verification: dict | None = None,
+    embedding_only: Evaluation | None = None,
 ) -> dict:
     """The `validation_report` value: `summary` (json), `per_rank`, `sweep`, `predictions`."""
     truths = queries["truth"].tolist()
@@ -184,6 +221,10 @@ def report_value(
         "map5_without_new_whale": round(main.map5_at_no_new_whale, 6),
         "map5_known": _subset_map(main.predictions, truths, known=True),
         "map5_new_whale": _subset_map(main.predictions, truths, known=False),
+        "map5_embedding_only": round((embedding_only or main).map5, 6),
+        "threshold_embedding_only": (embedding_only or main).threshold,
+        # Geometric verification as validated: settings and the chosen inlier weight; submission applies them.
+        "verification": verification,
         "map5_without_crop": None if without_crop is None else round(without_crop.map5, 6),
         "threshold_without_crop": None if without_crop is None else without_crop.threshold,
         "baselines": {name: round(value, 6) for name, value in baselines.items()},
@@ -219,7 +260,7 @@ def _subset_map(predictions: list[list[str]], truths: list[str], known: bool) ->
 
 
 class ValidationReportConfig(Config):
-    k: int = Field(default=50, description="Gallery neighbours searched per query before aggregating.")
+    k: int = Field(default=100, description="Gallery neighbours searched per query before aggregating.")
     sweep_points: int = Field(
         default=101, description="Thresholds tried (quantiles of candidate similarities)."
     )
@@ -229,10 +270,33 @@ class ValidationReportConfig(Config):
     )
     pixel_side: int = Field(default=32, description="Side of the grey thumbnails of the pixel baseline.")
     batch_size: int = Field(default=128, description="Embedding batch size.")
+    verify_candidates: int = Field(
+        default=20,
+        description="Individuals per query re-scored by geometric verification (SIFT + RANSAC); 0: off.",
+    )
+    verify_photos: int = Field(
+        default=4, description="Gallery photos of each candidate compared (the most similar to the query)."
+    )
+    local_features: int = Field(default=300, description="SIFT keypoints per crop.")
+    inlier_cap: int = Field(default=20, description="Inliers beyond this add nothing to the score.")
+    verification_weights: list[float] = Field(
+        default=[0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32],
+        description="Score bonus per inlier to try; the best (with its threshold) goes to submission.",
+    )
+    workers: int = Field(default=2, description="Threads for feature extraction and matching.")
+
+    def verification(self) -> VerificationSettings:
+        return VerificationSettings(
+            candidates=self.verify_candidates,
+            photos_per_individual=self.verify_photos,
+            max_features=self.local_features,
+            inlier_cap=self.inlier_cap,
+            workers=self.workers,
+        )
 
 
 @asset(
-    code_version=asset_version("validation_report", "validation_report-1"),
+    code_version=asset_version("validation_report", "validation_report-2"),
     group_name="identify",
     description="MAP@5 on the held-out fold, the tuned new_whale threshold, per-rank statistics and baselines.",
 )
@@ -269,7 +333,45 @@ def validation_report(
     truths = queries["truth"].tolist()
     gallery_vectors = embeddings[train_gallery["row"].to_numpy()]
     query_vectors = query_embeddings(queries, embeddings, embed, tensors)
-    main = evaluate(gallery_vectors, gallery_labels, query_vectors, truths, config.k, config.sweep_points)
+    settings = config.verification()
+    verification, embedding_only, weights_table = None, None, None
+    if settings.enabled:
+        started_verify = time.perf_counter()
+        fill = most_frequent_labels(gallery_labels)
+        similarities, neighbours = search(exact_index(gallery_vectors), query_vectors, config.k)
+        candidates = individual_candidates(similarities, neighbours, gallery_labels, top=settings.candidates)
+        gallery_tensor_rows = tensor_rows(fluke_tensors["index"], train_gallery["image"], "train")
+        verified = verify_candidates(
+            candidates,
+            query_vectors,
+            tensors[queries["tensor_row"].to_numpy()],
+            gallery_vectors,
+            gallery_labels,
+            lambda rows: tensors[gallery_tensor_rows[rows]],
+            settings,
+        )
+        weight, by_weight = choose_verification_weight(
+            verified, truths, fill, config.verification_weights, settings.inlier_cap, config.sweep_points
+        )
+        main = by_weight[weight]
+        embedding_only = (
+            tune(rescore(verified, 0.0, settings.inlier_cap), truths, fill, config.sweep_points)
+            if 0.0 not in by_weight
+            else by_weight[0.0]
+        )
+        verification = {**settings.to_dict(), "weight": weight}
+        weights_table = pd.DataFrame(
+            [
+                {"weight": w, "map5": round(e.map5, 4), "threshold": round(e.threshold, 4)}
+                for w, e in by_weight.items()
+            ]
+        )
+        context.log.info(
+            f"geometric verification: weight {weight}, MAP@5 {main.map5:.4f} "
+            f"(embedding alone {embedding_only.map5:.4f}) in {time.perf_counter() - started_verify:.1f} s"
+        )
+    else:
+        main = evaluate(gallery_vectors, gallery_labels, query_vectors, truths, config.k, config.sweep_points)
 
     # Whole photos, for the no-crop comparison (same model) and the pixel baseline.
     images = raw_images["images"]
@@ -295,36 +397,57 @@ def validation_report(
         config.sweep_points,
     )
     baselines = {"new_whale_frequent": frequent_baseline(gallery_labels, truths), "pixel_nn": pixel.map5}
-    value = report_value(main, queries, len(train_gallery), baselines, without_crop, config.k, flip)
+    value = report_value(
+        main,
+        queries,
+        len(train_gallery),
+        baselines,
+        without_crop,
+        config.k,
+        flip,
+        verification,
+        embedding_only,
+    )
     summary = value["summary"]
     seconds = time.perf_counter() - started
 
+    true_new_whale_share = float(np.mean([t == NEW_WHALE for t in truths]))
+
     def sweep_plot(ax):
-        ax.plot(main.sweep["threshold"], main.sweep["map5"], color="#33658a", label="model (crop)")
+        # x: the share of queries given new_whale first, a scale every method shares (their scores do not).
+        curves = [(main, "#33658a", "model" + (" + verification" if verification else ""))]
+        if embedding_only is not None:
+            curves.append((embedding_only, "#2f4858", "embedding alone"))
         if without_crop is not None:
-            ax.plot(
-                without_crop.sweep["threshold"],
-                without_crop.sweep["map5"],
-                color="#86bbd8",
-                label="model (whole image)",
-            )
-        ax.plot(pixel.sweep["threshold"], pixel.sweep["map5"], color="#f6ae2d", label="pixel NN")
-        ax.axhline(baselines["new_whale_frequent"], color="#f26419", ls="--", label="new_whale + frequent")
-        ax.axvline(main.threshold, color="black", lw=0.8, label=f"chosen {main.threshold:.3f}")
-        ax.set_xlabel("new_whale threshold (cosine similarity)")
+            curves.append((without_crop, "#86bbd8", "embedding, whole photos"))
+        curves.append((pixel, "#f6ae2d", "pixel nearest neighbours"))
+        for evaluation, colour, label in curves:
+            sweep = evaluation.sweep.sort_values("new_whale_first_share")
+            ax.plot(sweep["new_whale_first_share"], sweep["map5"], color=colour, label=label)
+        chosen = main.sweep.iloc[(main.sweep["threshold"] - main.threshold).abs().argmin()]
+        ax.plot(
+            [chosen["new_whale_first_share"]], [chosen["map5"]], "o", color="black", label="chosen threshold"
+        )
+        ax.axvline(true_new_whale_share, color="grey", ls=":", lw=1, label="true new_whale share")
+        ax.axhline(
+            baselines["new_whale_frequent"], color="#f26419", ls="--", label="new_whale + 4 most frequent"
+        )
+        ax.set_xlabel("share of val photos given new_whale at rank 1")
         ax.set_ylabel("MAP@5 (val fold)")
-        ax.set_title(f"MAP@5 {main.map5:.3f} at threshold {main.threshold:.3f}")
-        ax.legend(fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7, loc="lower center", ncol=2)
 
     def per_rank_plot(ax):
         ranks = main.per_rank["rank"]
-        ax.bar(ranks - 0.2, main.per_rank["hit_share"], width=0.4, color="#33658a", label="first hit here")
+        ax.bar(ranks - 0.2, main.per_rank["hit_share"], width=0.4, color="#33658a", label="right answer here")
         ax.bar(
             ranks + 0.2, main.per_rank["new_whale_share"], width=0.4, color="#f6ae2d", label="new_whale here"
         )
-        ax.set_xlabel("rank")
+        ax.set_xlabel("rank in the five predictions")
         ax.set_ylabel("share of val photos")
-        ax.legend(fontsize=7)
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
 
     metadata = {
         "map5": summary["map5"],
@@ -335,10 +458,20 @@ def validation_report(
         "map5_without_crop": summary["map5_without_crop"],
         "baseline_new_whale_frequent": summary["baselines"]["new_whale_frequent"],
         "baseline_pixel_nn": summary["baselines"]["pixel_nn"],
+        "map5_embedding_only": summary["map5_embedding_only"],
         "comparison": table_metadata(
             pd.DataFrame(
                 [
-                    {"method": "model, cropped flukes", "map5": summary["map5"], "threshold": main.threshold},
+                    {
+                        "method": "model, cropped flukes" + (", verified" if verification else ""),
+                        "map5": summary["map5"],
+                        "threshold": main.threshold,
+                    },
+                    {
+                        "method": "embedding alone, cropped flukes",
+                        "map5": summary["map5_embedding_only"],
+                        "threshold": summary["threshold_embedding_only"],
+                    },
                     {
                         "method": "model, whole images",
                         "map5": summary["map5_without_crop"],
@@ -353,9 +486,19 @@ def validation_report(
                 ]
             )
         ),
-        "threshold_sweep": figure_metadata(sweep_plot),
+        "threshold_sweep": figure_metadata(
+            sweep_plot,
+            f"Where should new_whale go? MAP@5 {main.map5:.3f} at threshold {main.threshold:.3f}",
+        ),
         "per_rank": table_metadata(main.per_rank.round(4)),
-        "per_rank_plot": figure_metadata(per_rank_plot, width=4.5, height=3.0),
+        "per_rank_plot": figure_metadata(
+            per_rank_plot,
+            f"At which rank is the right answer? {main.per_rank['hit_share'].iloc[0]:.0%} at rank 1"
+            if len(main.per_rank)
+            else "At which rank is the right answer?",
+            width=5.0,
+            height=3.2,
+        ),
         "queries": summary["queries"],
         "queries_known": summary["queries_known"],
         "queries_new_whale": summary["queries_new_whale"],
@@ -364,6 +507,9 @@ def validation_report(
         "seconds": round(seconds, 2),
         "summary": MetadataValue.json(summary),
     }
+    if weights_table is not None:
+        metadata["verification_weight"] = verification["weight"]
+        metadata["verification_weights"] = table_metadata(weights_table)
     context.log.info(f"validation MAP@5 {summary['map5']:.4f} at new_whale threshold {main.threshold:.4f}")
     return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
 

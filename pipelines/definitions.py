@@ -15,6 +15,7 @@ from dagster import (
 
 import assets as asset_package
 from pipelines.io_managers import ArtifactIOManager
+from pipelines.profiles import run_config
 from pipelines.resources import (
     ComputeDevice,
     FlukeData,
@@ -46,8 +47,13 @@ def build_definitions(**kwargs) -> Definitions:
         assets=all_assets,
         asset_checks=all_checks,
         jobs=[
+            # The job carries the active profile's run config, so that "Materialize all" on its page in the UI
+            # runs with the same hyperparameters (and so the same code versions) as the CLI and `flukeid update`.
             define_asset_job(
-                "identify_whales", selection="*", description="Every stage, photos to submission."
+                "identify_whales",
+                selection="*",
+                config=run_config(),
+                description="Every stage, photos to submission, with the active profile's run config.",
             )
         ],
         resources=build_resources(**kwargs),

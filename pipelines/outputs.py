@@ -17,7 +17,9 @@ def describe_outputs(storage_dir: str | None = None) -> str:
     if summary.exists():
         figures = json.loads(summary.read_text())
         baselines = figures.get("baselines", {})
-        lines.append(f"validation MAP@5: {figures['map5']:.4f} (new_whale threshold {figures['threshold']:.3f})")
+        lines.append(
+            f"validation MAP@5: {figures['map5']:.4f} (new_whale threshold {figures['threshold']:.3f})"
+        )
         lines.append(
             "baselines on the same fold: new_whale + most frequent "
             f"{baselines.get('new_whale_frequent', float('nan')):.4f}, "

@@ -10,12 +10,17 @@ import pandas as pd
 from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
 
 
-def figure_metadata(draw: Callable, width: float = 6.0, height: float = 3.5, dpi: int = 80) -> MetadataValue:
-    """Run `draw(ax)` on a fresh matplotlib axis and return it as markdown holding a base64 PNG.
+def figure_metadata(
+    draw: Callable, title: str, width: float = 6.0, height: float = 3.5, dpi: int = 80
+) -> MetadataValue:
+    """Run `draw(ax)` on a fresh matplotlib axis, title it, and return it as markdown holding a base64 PNG.
 
-    Dagster 1.13 has no image metadata type; markdown with a data URI renders in the UI. Keep it small:
-    metadata lives in the event-log database.
+    `title` states the question the plot answers ("Is the detector still improving?"), with the key figures
+    after it; it is drawn above the plot and is the picture's alt text. Dagster 1.13 has no image metadata type;
+    markdown with a data URI renders in the UI. Keep it small: metadata lives in the event-log database.
     """
+    if not title.strip():
+        raise ValueError("a plot needs a title that states its question")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,27 +29,36 @@ def figure_metadata(draw: Callable, width: float = 6.0, height: float = 3.5, dpi
     fig, ax = plt.subplots(figsize=(width, height), dpi=dpi)
     try:
         draw(ax)
+        ax.set_title(title, fontsize=10)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
     finally:
         plt.close(fig)
-    return png_metadata(buffer.getvalue())
+    return png_metadata(buffer.getvalue(), alt=title)
 
 
 def png_metadata(png: bytes, alt: str = "plot") -> MetadataValue:
     encoded = base64.b64encode(png).decode()
-    return MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+    return MetadataValue.md(f"![{_alt_text(alt)}](data:image/png;base64,{encoded})")
 
 
-def image_metadata(image, alt: str = "image", max_side: int = 900) -> MetadataValue:
-    """A PIL image (e.g. a contact sheet) as metadata, shrunk and JPEG-compressed to stay small."""
+def image_metadata(image, title: str, max_side: int = 900) -> MetadataValue:
+    """A PIL image (e.g. a contact sheet) as metadata under a bold `title` (its question), shrunk and
+    JPEG-compressed to stay small."""
+    if not title.strip():
+        raise ValueError("an image needs a title that states its question")
     image = image.copy()
     image.thumbnail((max_side, max_side))
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=80)
     encoded = base64.b64encode(buffer.getvalue()).decode()
-    return MetadataValue.md(f"![{alt}](data:image/jpeg;base64,{encoded})")
+    return MetadataValue.md(f"**{title}**\n\n![{_alt_text(title)}](data:image/jpeg;base64,{encoded})")
+
+
+def _alt_text(text: str) -> str:
+    # Square brackets and newlines would end the markdown image's alt text early.
+    return " ".join(text.replace("[", "(").replace("]", ")").split())
 
 
 def table_metadata(df: pd.DataFrame, max_rows: int = 20) -> MetadataValue:

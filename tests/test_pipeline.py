@@ -25,9 +25,19 @@ def test_whole_graph_materializes_in_process(tiny_dataset, tmp_path, monkeypatch
         result = job.execute_in_process(run_config=run_config("tiny"), instance=instance)
         assert result.success
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        assert {"raw_images", "image_hashes", "duplicate_groups", "training_manifest", "fluke_detector",
-                "fluke_boxes", "fluke_tensors", "embedding_model", "gallery_index", "validation_report",
-                "submission"} <= materialized
+        assert {
+            "raw_images",
+            "image_hashes",
+            "duplicate_groups",
+            "training_manifest",
+            "fluke_detector",
+            "fluke_boxes",
+            "fluke_tensors",
+            "embedding_model",
+            "gallery_index",
+            "validation_report",
+            "submission",
+        } <= materialized
         checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
         # Every contract check holds. The quality check (the model beats the new_whale-first baseline) is
         # evaluated but not required here: the tiny profile trains for seconds, so its model means nothing.

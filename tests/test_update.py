@@ -11,7 +11,13 @@ from dagster import AssetKey, DagsterInstance
 from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
-DOWNSTREAM_OF_TENSORS = {"fluke_tensors", "embedding_model", "gallery_index", "validation_report", "submission"}
+DOWNSTREAM_OF_TENSORS = {
+    "fluke_tensors",
+    "embedding_model",
+    "gallery_index",
+    "validation_report",
+    "submission",
+}
 
 
 def _update(env: dict, profile: Path) -> tuple[str, set[str]]:
@@ -60,7 +66,10 @@ def test_update_reruns_exactly_what_is_stale(tiny_dataset_copy, tmp_path):
     # A new crop size: fluke_tensors and exactly what lies downstream of it. (A new margin may not change the
     # tiny set's crops at all: its 3-epoch detector mostly falls back to whole photos, and then nothing reruns.)
     profile.write_text(
-        tiny.replace("fluke_tensors:\n    config: {height: 32, width: 64}", "fluke_tensors:\n    config: {height: 40, width: 80}")
+        tiny.replace(
+            "fluke_tensors:\n    config: {height: 32, width: 64}",
+            "fluke_tensors:\n    config: {height: 40, width: 80}",
+        )
     )
     assert profile.read_text() != tiny
     _, ran = _update(env, profile)

@@ -87,6 +87,36 @@ def test_predict_ranks_duplicates_and_fallbacks():
     assert not well_formed_problems(table[["Image", "Id"]])
 
 
+def test_predict_applies_the_rerank_to_wider_candidates_before_placing_new_whale():
+    gallery = np.eye(6, dtype=np.float32)
+    labels = ["A", "B", "C", "D", "E", "F"]
+    query = np.array([[0.9, 0.5, 0.4, 0.3, 0.2, 0.1]], np.float32)
+    query /= np.linalg.norm(query)
+    seen = []
+
+    def promote_last(candidates):
+        # Stand-in for geometric verification: the embedding's sixth individual is the verified one.
+        seen.extend(candidates)
+        return [[(row[-1][0], 2.0), *row[:-1]][:5] for row in candidates]
+
+    photos = pd.DataFrame({"image": ["q.jpg"]})
+    table = predict(
+        photos,
+        query,
+        ["q.jpg"],
+        exact_index(gallery),
+        labels,
+        threshold=1.5,
+        duplicates={},
+        k=6,
+        rerank=promote_last,
+        candidates_per_query=6,
+    )
+    assert [label for label, _ in seen[0]] == ["A", "B", "C", "D", "E", "F"]  # six candidates, not five
+    # F scores 2.0 (above the threshold) and goes first; the rest fall below 1.5, so new_whale comes second.
+    assert table["Id"].iloc[0].split(" ") == ["F", NEW_WHALE, "A", "B", "C"]
+
+
 def test_well_formed_problems_name_the_bad_rows():
     table = pd.DataFrame(
         {

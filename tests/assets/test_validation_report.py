@@ -13,6 +13,7 @@ from assets import validation_report as report_module
 from assets.gallery_index import build_gallery, embed_rows, gallery_photos, tensor_rows
 from assets.validation_report import (
     ValidationReportConfig,
+    choose_verification_weight,
     evaluate,
     frequent_baseline,
     load_whole_image,
@@ -215,8 +216,41 @@ def test_validation_report_asset_end_to_end(world, monkeypatch):
     assert value["per_rank"]["rank"].tolist() == [1, 2, 3, 4, 5]
     assert all(len(set(ids.split())) == 5 for ids in value["predictions"]["Id"])
     assert "threshold_sweep" in metadata and "comparison" in metadata
+    # 8 x 16 crops hold no SIFT keypoints: every weight ties and the smallest, 0 (the embedding alone), is kept.
+    assert summary["verification"]["weight"] == 0.0
+    assert summary["verification"]["candidates"] == ValidationReportConfig().verify_candidates
+    assert summary["map5"] == summary["map5_embedding_only"]
     check = validation_beats_new_whale_baseline(value)
     assert check.passed
+
+
+def test_validation_report_without_verification_reports_none(world, monkeypatch):
+    output = run_validation_report(world, monkeypatch, k=10, sweep_points=11, verify_candidates=0)
+    summary = output.value["summary"]
+    assert summary["verification"] is None
+    assert summary["map5"] == summary["map5_embedding_only"]
+    assert "verification_weights" not in output.metadata
+
+
+def test_choose_verification_weight_takes_the_weight_that_ranks_verified_whales_first():
+    # Two queries whose true whale the embedding ranks second but verification supports; one new whale query
+    # whose candidates verification does not support.
+    verified = [
+        [("a", 0.9, 3), ("b", 0.85, 30), ("c", 0.5, 0)],
+        [("c", 0.8, 2), ("a", 0.75, 25), ("b", 0.4, 1)],
+        [("b", 0.7, 2), ("c", 0.6, 1), ("a", 0.3, 0)],
+    ]
+    truths = ["b", "a", NEW_WHALE]
+    weight, by_weight = choose_verification_weight(verified, truths, ["a", "b", "c"], [0.0, 0.001, 0.05], 20)
+    assert weight == 0.05
+    assert by_weight[0.05].map5 == pytest.approx(1.0)
+    assert by_weight[0.0].map5 < 1.0
+    # Ties go to the smaller weight: with no inliers anywhere every weight scores the same.
+    flat = [[(label, sim, 0) for label, sim, _ in row] for row in verified]
+    tied, _ = choose_verification_weight(flat, truths, ["a", "b", "c"], [0.05, 0.0, 0.01], 20)
+    assert tied == 0.0
+    with pytest.raises(ValueError):
+        choose_verification_weight(verified, truths, [], [], 20)
 
 
 def test_validation_check_fails_below_the_baseline():

@@ -1,0 +1,209 @@
+"""Geometric verification: does a gallery photo show the query's fluke pattern under one perspective warp?
+
+The embedding finds candidate individuals; verification re-scores them. A fluke is close to a plane, so two
+photos of the same fluke are related by a homography: SIFT keypoints (OpenCV) of the two crops are matched
+(faiss, two nearest descriptors each, Lowe's ratio test) and RANSAC counts the matches one homography explains.
+Photos of different whales leave a handful of chance inliers; photos of the same whale leave tens.
+
+An individual's verified score is `similarity + weight * min(inliers, cap)`, its inliers being the best over
+its `photos_per_individual` gallery photos most similar to the query. `validation_report` chooses the weight
+(and the new_whale threshold on the combined score); `submission` applies both, with the same functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.retrieval import TOP, Candidates
+
+# (label, embedding similarity, inliers) per candidate individual, best embedding similarity first.
+Verified = list[list[tuple[str, float, int]]]
+
+
+@dataclass(frozen=True)
+class VerificationSettings:
+    """How candidates are verified. `candidates = 0` switches verification off."""
+
+    candidates: int = 20  # individuals per query re-scored (the embedding's best first)
+    photos_per_individual: int = 4  # gallery photos of each, the most similar to the query
+    max_features: int = 300  # SIFT keypoints per crop
+    ratio: float = 0.8  # Lowe's ratio test on the two nearest descriptors
+    reprojection_px: float = 4.0  # RANSAC inlier distance, in crop pixels
+    inlier_cap: int = 20  # inliers beyond this add nothing: the match is certain
+    workers: int = 2  # threads (OpenCV and faiss release the GIL)
+
+    @property
+    def enabled(self) -> bool:
+        return self.candidates > 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> VerificationSettings:
+        known = {name: values[name] for name in cls.__dataclass_fields__ if name in values}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class LocalFeatures:
+    """SIFT keypoints of one crop: positions (x, y) in crop pixels and 128-byte descriptors."""
+
+    points: np.ndarray  # float32 N x 2
+    descriptors: np.ndarray  # uint8 N x 128
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+
+EMPTY = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8))
+
+
+def local_features(crop: np.ndarray, max_features: int = 300) -> LocalFeatures:
+    """SIFT keypoints of a uint8 C x H x W crop (colour crops are averaged to grey)."""
+    import cv2
+
+    grey = crop[0] if crop.shape[0] == 1 else crop.mean(axis=0).round().astype(np.uint8)
+    sift = cv2.SIFT_create(nfeatures=max_features)
+    keypoints, descriptors = sift.detectAndCompute(np.ascontiguousarray(grey), None)
+    if descriptors is None or not keypoints:
+        return EMPTY
+    points = np.array([kp.pt for kp in keypoints], dtype=np.float32)
+    # OpenCV's float SIFT descriptors are whole numbers in 0..255: bytes hold them at a quarter of the memory.
+    return LocalFeatures(points, np.clip(np.rint(descriptors), 0, 255).astype(np.uint8))
+
+
+def extract_local_features(
+    crops: np.ndarray, rows: Sequence[int], max_features: int = 300, workers: int = 2
+) -> dict[int, LocalFeatures]:
+    """Features of `crops[row]` for each distinct row (threads; `crops` may be a memmap)."""
+    unique = sorted({int(row) for row in rows})
+
+    def one(row: int) -> LocalFeatures:
+        return local_features(np.asarray(crops[row]), max_features)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return dict(zip(unique, pool.map(one, unique)))
+
+
+def count_inliers(
+    query: LocalFeatures, gallery: LocalFeatures, ratio: float = 0.8, reprojection_px: float = 4.0
+) -> int:
+    """Matches between two crops that one homography explains (RANSAC); 0 when there are too few to fit one."""
+    import cv2
+    import faiss
+
+    if len(query) < 4 or len(gallery) < 2:
+        return 0
+    distances, nearest = faiss.knn(
+        query.descriptors.astype(np.float32), gallery.descriptors.astype(np.float32), 2
+    )
+    # faiss gives squared L2 distances: d1 < ratio * d2 on distances is d1^2 < ratio^2 * d2^2.
+    good = distances[:, 0] < (ratio * ratio) * distances[:, 1]
+    if good.sum() < 4:
+        return 0
+    source = query.points[good]
+    target = gallery.points[nearest[good, 0]]
+    _, mask = cv2.findHomography(source, target, cv2.RANSAC, reprojection_px)
+    return 0 if mask is None else int(mask.sum())
+
+
+def photos_to_compare(
+    query_embedding: np.ndarray,
+    label: str,
+    rows_of: dict[str, np.ndarray],
+    gallery_embeddings: np.ndarray,
+    count: int,
+) -> np.ndarray:
+    """The gallery rows of `label` most similar to the query (at most `count`)."""
+    rows = rows_of[label]
+    if len(rows) <= count:
+        return rows
+    similarities = gallery_embeddings[rows] @ query_embedding
+    return rows[np.argsort(-similarities, kind="stable")[:count]]
+
+
+def verify_candidates(
+    candidates: Candidates,
+    query_embeddings: np.ndarray,
+    query_crops: np.ndarray,
+    gallery_embeddings: np.ndarray,
+    gallery_labels: Sequence[str],
+    gallery_crops: Callable[[np.ndarray], np.ndarray],
+    settings: VerificationSettings,
+) -> Verified:
+    """Inliers of each query's first `settings.candidates` individuals.
+
+    `gallery_embeddings`/`gallery_labels` are the gallery in index order; `gallery_crops(rows)` returns the
+    crops (uint8 N x C x H x W) of those gallery rows, so the caller decides where crops come from.
+    """
+    rows_of = {
+        label: np.asarray(rows, dtype=np.int64)
+        for label, rows in pd.Series(np.arange(len(gallery_labels)))
+        .groupby(list(gallery_labels))
+        .indices.items()
+    }
+    plans: list[list[tuple[str, float, np.ndarray]]] = []
+    for query, found in zip(query_embeddings, candidates):
+        plans.append(
+            [
+                (
+                    label,
+                    similarity,
+                    photos_to_compare(
+                        query, label, rows_of, gallery_embeddings, settings.photos_per_individual
+                    ),
+                )
+                for label, similarity in found[: settings.candidates]
+            ]
+        )
+    needed = sorted({int(row) for plan in plans for _, _, rows in plan for row in rows})
+    crops = gallery_crops(np.asarray(needed, dtype=np.int64)) if needed else None
+    position = {row: i for i, row in enumerate(needed)}
+    gallery_features = (
+        extract_local_features(crops, range(len(needed)), settings.max_features, settings.workers)
+        if needed
+        else {}
+    )
+    query_features = extract_local_features(
+        query_crops, range(len(query_crops)), settings.max_features, settings.workers
+    )
+
+    def verify(i: int) -> list[tuple[str, float, int]]:
+        result = []
+        for label, similarity, rows in plans[i]:
+            inliers = max(
+                (
+                    count_inliers(
+                        query_features[i],
+                        gallery_features[position[int(row)]],
+                        settings.ratio,
+                        settings.reprojection_px,
+                    )
+                    for row in rows
+                ),
+                default=0,
+            )
+            result.append((label, similarity, inliers))
+        return result
+
+    with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
+        return list(pool.map(verify, range(len(plans))))
+
+
+def rescore(verified: Verified, weight: float, cap: int, top: int = TOP) -> Candidates:
+    """Candidates ordered by `similarity + weight * min(inliers, cap)`, best first, `top` each.
+
+    Weight 0 keeps the embedding's order and scores, so the same threshold rule applies either way.
+    """
+    rows: Candidates = []
+    for found in verified:
+        scored = [(label, similarity + weight * min(inliers, cap)) for label, similarity, inliers in found]
+        # Stable sort: ties keep the embedding's order.
+        rows.append(sorted(scored, key=lambda item: -item[1])[:top])
+    return rows
