@@ -40,7 +40,9 @@ def test_plots_and_pictures_need_a_title():
 
 
 def test_image_metadata_shrinks_and_captions_the_picture():
-    value = image_metadata(Image.new("RGB", (1800, 600), "navy"), "Do the boxes hold the flukes?", max_side=900)
+    value = image_metadata(
+        Image.new("RGB", (1800, 600), "navy"), "Do the boxes hold the flukes?", max_side=900
+    )
     assert value.value.startswith("**Do the boxes hold the flukes?**\n\n")
     alt, picture = decode(value.value)
     assert alt == "Do the boxes hold the flukes?"
