@@ -21,7 +21,7 @@ from dagster import (
     asset,
     asset_check,
 )
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from models import detector as det
 from pipelines.profiles import asset_version
@@ -200,7 +200,8 @@ def box_contact_sheet(
     seed: int = 0,
     tile: int = 240,
 ) -> Image.Image:
-    """Random photos with their boxes drawn (green: detected, orange dashed-looking: fallback), in a grid."""
+    """Random photos with their boxes drawn (green: detected, with its confidence; orange: the whole-photo
+    fallback), in a grid."""
     chosen = boxes.sample(n=min(photos, len(boxes)), random_state=seed) if len(boxes) else boxes
     paths = manifest.set_index("image")["path"]
     columns = 4
@@ -218,7 +219,12 @@ def box_contact_sheet(
         draw.rectangle(
             [row.x0 * scale, row.y0 * scale, row.x1 * scale - 1, row.y1 * scale - 1], outline=color, width=3
         )
-        draw.text((4, 4), f"{row.confidence:.2f}", fill=color)
+        label = "whole photo" if row.fallback else f"{row.confidence:.2f}"
+        # Pillow's built-in font, sized (no font file, nothing to download), on a dark plate to stay readable.
+        font = ImageFont.load_default(size=max(12, tile // 14))
+        left, top, right, bottom = draw.textbbox((6, 4), label, font=font)
+        draw.rectangle([left - 3, top - 2, right + 3, bottom + 2], fill=(0, 0, 0))
+        draw.text((6, 4), label, fill=color, font=font)
         sheet.paste(photo, ((i % columns) * tile, (i // columns) * tile))
     return sheet
 
@@ -314,7 +320,9 @@ def fluke_boxes(
     if len(boxes):
         sheet = box_contact_sheet(manifest, boxes, data.root, photos=config.contact_sheet_photos)
         metadata["contact_sheet"] = image_metadata(
-            sheet, "Do the boxes hold the flukes? Sample photos with their box and its confidence"
+            sheet,
+            "Do the boxes hold the flukes? Green: the detected box and its confidence; "
+            "orange: no confident box, the whole photo is used",
         )
     truth = read_true_boxes(data.root)
     if truth is not None:

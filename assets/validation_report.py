@@ -417,7 +417,7 @@ def validation_report(
         # x: the share of queries given new_whale first, a scale every method shares (their scores do not).
         curves = [(main, "#33658a", "model" + (" + verification" if verification else ""))]
         if embedding_only is not None:
-            curves.append((embedding_only, "#2f4858", "embedding alone"))
+            curves.append((embedding_only, "#55a630", "embedding alone"))
         if without_crop is not None:
             curves.append((without_crop, "#86bbd8", "embedding, whole photos"))
         curves.append((pixel, "#f6ae2d", "pixel nearest neighbours"))
@@ -436,7 +436,8 @@ def validation_report(
         ax.set_ylabel("MAP@5 (val fold)")
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=7, loc="lower center", ncol=2)
+        # Below the axes: inside, the legend would hide the curves.
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False)
 
     def per_rank_plot(ax):
         ranks = main.per_rank["rank"]
@@ -451,7 +452,7 @@ def validation_report(
 
     metadata = {
         "map5": summary["map5"],
-        "threshold": summary["threshold"],
+        "threshold": round(summary["threshold"], 4),
         "map5_known": summary["map5_known"],
         "map5_new_whale": summary["map5_new_whale"],
         "map5_without_new_whale": summary["map5_without_new_whale"],
@@ -489,6 +490,8 @@ def validation_report(
         "threshold_sweep": figure_metadata(
             sweep_plot,
             f"Where should new_whale go? MAP@5 {main.map5:.3f} at threshold {main.threshold:.3f}",
+            width=6.5,
+            height=4.5,
         ),
         "per_rank": table_metadata(main.per_rank.round(4)),
         "per_rank_plot": figure_metadata(
