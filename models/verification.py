@@ -12,8 +12,9 @@ its `photos_per_individual` gallery photos most similar to the query. `validatio
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -62,6 +63,23 @@ class LocalFeatures:
 
 
 EMPTY = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8))
+
+
+@contextmanager
+def one_library_thread() -> Iterator[None]:
+    """OpenCV and faiss each on one thread while ours run pairs in parallel: their own thread pools on top of ours
+    oversubscribe the cores (2x slower matching on 2 busy cores, bench/verify.py). Restored afterwards."""
+    import cv2
+    import faiss
+
+    opencv_threads, faiss_threads = cv2.getNumThreads(), faiss.omp_get_max_threads()
+    cv2.setNumThreads(1)
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(opencv_threads)
+        faiss.omp_set_num_threads(faiss_threads)
 
 
 def local_features(crop: np.ndarray, max_features: int = 300) -> LocalFeatures:
@@ -163,37 +181,38 @@ def verify_candidates(
             ]
         )
     needed = sorted({int(row) for plan in plans for _, _, rows in plan for row in rows})
-    crops = gallery_crops(np.asarray(needed, dtype=np.int64)) if needed else None
     position = {row: i for i, row in enumerate(needed)}
-    gallery_features = (
-        extract_local_features(crops, range(len(needed)), settings.max_features, settings.workers)
-        if needed
-        else {}
-    )
-    query_features = extract_local_features(
-        query_crops, range(len(query_crops)), settings.max_features, settings.workers
-    )
-
-    def verify(i: int) -> list[tuple[str, float, int]]:
-        result = []
-        for label, similarity, rows in plans[i]:
-            inliers = max(
-                (
-                    count_inliers(
-                        query_features[i],
-                        gallery_features[position[int(row)]],
-                        settings.ratio,
-                        settings.reprojection_px,
-                    )
-                    for row in rows
-                ),
-                default=0,
+    with one_library_thread():
+        gallery_features = {}
+        if needed:
+            crops = gallery_crops(np.asarray(needed, dtype=np.int64))
+            gallery_features = extract_local_features(
+                crops, range(len(needed)), settings.max_features, settings.workers
             )
-            result.append((label, similarity, inliers))
-        return result
+        query_features = extract_local_features(
+            query_crops, range(len(query_crops)), settings.max_features, settings.workers
+        )
 
-    with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-        return list(pool.map(verify, range(len(plans))))
+        def verify(i: int) -> list[tuple[str, float, int]]:
+            result = []
+            for label, similarity, rows in plans[i]:
+                inliers = max(
+                    (
+                        count_inliers(
+                            query_features[i],
+                            gallery_features[position[int(row)]],
+                            settings.ratio,
+                            settings.reprojection_px,
+                        )
+                        for row in rows
+                    ),
+                    default=0,
+                )
+                result.append((label, similarity, inliers))
+            return result
+
+        with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
+            return list(pool.map(verify, range(len(plans))))
 
 
 def rescore(verified: Verified, weight: float, cap: int, top: int = TOP) -> Candidates:
