@@ -19,7 +19,7 @@ export FLUKEID_PROFILE := $(PROFILE)
 export YOLO_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test ui update lint data clean
+.PHONY: install demo test ui screenshots update lint data clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -57,6 +57,10 @@ update: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
 ## make ui: the Dagster UI on http://127.0.0.1:3000
 ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
+
+## make screenshots: the browser test (tests/test_ui.py), its screenshots kept in docs/ui for the README.
+screenshots: $(VENV)/.installed
+	FLUKEID_TEST_OUTPUT=$(CURDIR)/docs $(BIN)/python -m pytest -q tests/test_ui.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check pipelines assets models tests bench

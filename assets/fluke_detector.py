@@ -225,7 +225,15 @@ def fluke_detector(
             twin.set_ylabel("mAP50 (held-out boxes)", color="#f6ae2d")
             twin.set_ylim(0, 1)
             lines = loss + score
-            ax.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
+            ax.legend(
+                lines,
+                [line.get_label() for line in lines],
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.18),
+                ncol=2,
+                fontsize=8,
+                frameon=False,
+            )
 
         last = frame["mAP50"].dropna()
         metadata["training_curves"] = figure_metadata(

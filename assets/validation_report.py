@@ -280,7 +280,7 @@ class ValidationReportConfig(Config):
     local_features: int = Field(default=300, description="SIFT keypoints per crop.")
     inlier_cap: int = Field(default=20, description="Inliers beyond this add nothing to the score.")
     verification_weights: list[float] = Field(
-        default=[0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32],
+        default=[0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64],
         description="Score bonus per inlier to try; the best (with its threshold) goes to submission.",
     )
     workers: int = Field(default=2, description="Threads for feature extraction and matching.")
@@ -296,7 +296,7 @@ class ValidationReportConfig(Config):
 
 
 @asset(
-    code_version=asset_version("validation_report", "validation_report-2"),
+    code_version=asset_version("validation_report", "validation_report-3"),
     group_name="identify",
     description="MAP@5 on the held-out fold, the tuned new_whale threshold, per-rank statistics and baselines.",
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import textwrap
 from collections.abc import Callable
 
 import pandas as pd
@@ -29,7 +30,8 @@ def figure_metadata(
     fig, ax = plt.subplots(figsize=(width, height), dpi=dpi)
     try:
         draw(ax)
-        ax.set_title(title, fontsize=10)
+        # Wrapped to the figure's width (about 12 characters per inch at this size), never cut off.
+        ax.set_title(textwrap.fill(title, width=max(20, int(width * 12))), fontsize=10)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
