@@ -22,6 +22,8 @@ import pandas as pd
 
 from models.retrieval import TOP, Candidates
 
+CROP_CHUNK = 2048  # gallery crops read at a time
+
 # (label, embedding similarity, inliers) per candidate individual, best embedding similarity first.
 Verified = list[list[tuple[str, float, int]]]
 
@@ -183,12 +185,14 @@ def verify_candidates(
     needed = sorted({int(row) for plan in plans for _, _, rows in plan for row in rows})
     position = {row: i for i, row in enumerate(needed)}
     with one_library_thread():
-        gallery_features = {}
-        if needed:
-            crops = gallery_crops(np.asarray(needed, dtype=np.int64))
-            gallery_features = extract_local_features(
-                crops, range(len(needed)), settings.max_features, settings.workers
+        gallery_features: dict[int, LocalFeatures] = {}
+        # In chunks: at Kaggle's scale the needed crops alone would take ~1 GB; their features take a quarter.
+        for start in range(0, len(needed), CROP_CHUNK):
+            chunk = np.asarray(needed[start : start + CROP_CHUNK], dtype=np.int64)
+            features = extract_local_features(
+                gallery_crops(chunk), range(len(chunk)), settings.max_features, settings.workers
             )
+            gallery_features.update({start + i: f for i, f in features.items()})
         query_features = extract_local_features(
             query_crops, range(len(query_crops)), settings.max_features, settings.workers
         )

@@ -125,6 +125,29 @@ def test_verify_candidates_finds_the_whale_the_embedding_ranked_second():
     assert best[0][0] == "w_b"
 
 
+def test_verify_candidates_reads_gallery_crops_in_chunks_with_the_same_result(monkeypatch):
+    import models.verification as verification
+
+    crops = np.stack([blotch_pattern(seed) for seed in range(5)])
+    labels = ["a", "b", "c", "d", "e"]
+    query_crops = np.stack([warped(crops[3])])
+    args = (
+        [[(label, 0.5) for label in labels]],
+        np.ones((1, 5), np.float32),
+        query_crops,
+        np.eye(5, dtype=np.float32),
+        labels,
+    )
+    settings = VerificationSettings(candidates=5, photos_per_individual=1, workers=1)
+    whole = verify_candidates(*args, lambda rows: crops[rows], settings)
+    monkeypatch.setattr(verification, "CROP_CHUNK", 2)
+    asked = []
+    chunked = verify_candidates(*args, lambda rows: asked.append(list(rows)) or crops[rows], settings)
+    assert asked == [[0, 1], [2, 3], [4]]
+    assert chunked == whole
+    assert max(whole[0], key=lambda item: item[2])[0] == "d"
+
+
 def test_verify_candidates_only_checks_the_first_candidates():
     crops = np.stack([blotch_pattern(1), blotch_pattern(2)])
     settings = VerificationSettings(candidates=1, photos_per_individual=1, workers=1)
