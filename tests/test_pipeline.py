@@ -1,6 +1,5 @@
 """The whole graph on a tiny generated set: in process, and through the `dagster` CLI as users and CI run it."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from dagster import instance_for_test
 
 from pipelines.definitions import build_definitions
 from pipelines.profiles import run_config
+from tests.chain import ASSETS, dagster_environment
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -25,19 +25,7 @@ def test_whole_graph_materializes_in_process(tiny_dataset, tmp_path, monkeypatch
         result = job.execute_in_process(run_config=run_config("tiny"), instance=instance)
         assert result.success
         materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-        assert {
-            "raw_images",
-            "image_hashes",
-            "duplicate_groups",
-            "training_manifest",
-            "fluke_detector",
-            "fluke_boxes",
-            "fluke_tensors",
-            "embedding_model",
-            "gallery_index",
-            "validation_report",
-            "submission",
-        } <= materialized
+        assert set(ASSETS) <= materialized
         checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
         # Every contract check holds. The quality check (the model beats the new_whale-first baseline) is
         # evaluated but not required here: the tiny profile trains for seconds, so its model means nothing.
@@ -51,28 +39,13 @@ def test_whole_graph_materializes_in_process(tiny_dataset, tmp_path, monkeypatch
     assert submission["Id"].str.split().map(lambda labels: len(set(labels)) == 5).all()
 
 
-def _cli_env(tiny_dataset: Path, tmp_path: Path) -> dict[str, str]:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    return {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "FLUKEID_DATA_DIR": str(tiny_dataset),
-        "FLUKEID_STORAGE_DIR": str(tmp_path / "storage"),
-        "FLUKEID_PROFILE": "tiny",
-        "FLUKEID_DEVICE": "cpu",
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-    }
-
-
 def _dagster(env: dict, *args: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions", *args]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_cli_observes_the_data_folder_and_materializes_ingestion(tiny_dataset, tmp_path):
-    env = _cli_env(tiny_dataset, tmp_path)
+    env = dagster_environment(tmp_path, tiny_dataset, FLUKEID_PROFILE="tiny")
     observed = _dagster(env, "--select", "raw_image_files")
     assert observed.returncode == 0, observed.stderr[-2000:]
     done = _dagster(env, "--select", "raw_images", "-c", str(REPO / "configs" / "tiny.yaml"))

@@ -20,23 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.chain import ASSETS, SOURCE, dagster_environment
+
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = "pipelines.definitions"
 JOB = "identify_whales"
-CHAIN = [
-    "raw_image_files",
-    "raw_images",
-    "image_hashes",
-    "duplicate_groups",
-    "training_manifest",
-    "fluke_detector",
-    "fluke_boxes",
-    "fluke_tensors",
-    "embedding_model",
-    "gallery_index",
-    "validation_report",
-    "submission",
-]
+CHAIN = [SOURCE, *ASSETS]
 # Per asset: plots that must open as loaded pictures, and numbers that must show in its metadata table.
 PAGES = {
     "raw_images": (
@@ -121,20 +110,9 @@ def browser():
 def dagster_ui(tiny_dataset, tmp_path_factory):
     """`dagster dev` as `make ui` starts it, on a free port, with its own DAGSTER_HOME and storage."""
     work = tmp_path_factory.mktemp("ui")
-    home = work / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     port = free_port()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "FLUKEID_DATA_DIR": str(tiny_dataset),
-        "FLUKEID_STORAGE_DIR": str(work / "storage"),
-        "FLUKEID_PROFILE": "tiny",
-        "FLUKEID_DEVICE": "cpu",
-        "YOLO_OFFLINE": "1",
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-    }
+    env = dagster_environment(work, tiny_dataset, FLUKEID_PROFILE="tiny")
+    home = Path(env["DAGSTER_HOME"])
     log = work / "dagster_dev.log"
     dagster = [sys.executable, "-m", "dagster", "dev", "-m", LOCATION, "-h", "127.0.0.1", "-p", str(port)]
     with open(log, "w") as out:

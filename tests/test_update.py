@@ -1,6 +1,5 @@
 """`flukeid update` reruns only what is stale: through the CLI, with a persistent DAGSTER_HOME, on a tiny set."""
 
-import os
 import re
 import subprocess
 import sys
@@ -9,6 +8,8 @@ from pathlib import Path
 import pytest
 from dagster import AssetKey, DagsterInstance
 from PIL import Image, ImageOps
+
+from tests.chain import dagster_environment
 
 REPO = Path(__file__).resolve().parents[1]
 DOWNSTREAM_OF_TENSORS = {
@@ -36,17 +37,8 @@ def _metadata(home: Path, asset: str) -> dict:
 
 @pytest.mark.slow
 def test_update_reruns_exactly_what_is_stale(tiny_dataset_copy, tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "FLUKEID_DATA_DIR": str(tiny_dataset_copy),
-        "FLUKEID_STORAGE_DIR": str(tmp_path / "storage"),
-        "FLUKEID_DEVICE": "cpu",
-        "DAGSTER_DISABLE_TELEMETRY": "1",
-    }
+    env = dagster_environment(tmp_path, tiny_dataset_copy)
+    home = Path(env["DAGSTER_HOME"])
     tiny = (REPO / "configs" / "tiny.yaml").read_text()
     profile = tmp_path / "profile.yaml"
     profile.write_text(tiny)
