@@ -17,7 +17,7 @@ from pydantic import Field
 from models.retrieval import INDEX_TYPES, NEW_WHALE, build_index, index_to_bytes
 from pipelines.profiles import asset_version
 from pipelines.resources import ComputeDevice, FlukeStorage
-from pipelines.storage import TableCache, content_version, stable_digest
+from pipelines.storage import TableCache, ValueCache, content_version, stable_digest
 
 GALLERY_COLUMNS = ["row", "image", "label"]
 # Rows embedded per call, so a large memory-mapped tensor store is never copied into memory whole.
@@ -113,6 +113,11 @@ def model_embedder(
 def embedding_cache(storage) -> TableCache:
     """The per-crop embedding cache shared by gallery, validation and submission."""
     return TableCache(storage.cache_dir("embeddings") / "embeddings.parquet")
+
+
+def inlier_cache(storage) -> ValueCache:
+    """Inlier counts of verified crop pairs (`models.verification`), shared by validation and submission."""
+    return ValueCache(storage.cache_dir("verification") / "inliers.parquet", column="inliers")
 
 
 def gallery_photos(

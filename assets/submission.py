@@ -27,7 +27,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets.gallery_index import embed_rows, embedding_cache, model_embedder, tensor_rows
+from assets.gallery_index import embed_rows, embedding_cache, inlier_cache, model_embedder, tensor_rows
 from models.retrieval import (
     NEW_WHALE,
     TOP,
@@ -220,7 +220,7 @@ def submission(
     gallery_labels = gallery["label"].tolist()
     threshold = float(validation_report["summary"]["threshold"])
     verification = validation_report["summary"].get("verification")
-    rerank, candidates_per_query = None, TOP
+    rerank, candidates_per_query, verify_stats = None, TOP, {}
     if verification:
         # Exactly the verification validation_report chose the weight and threshold with.
         settings = VerificationSettings.from_dict(verification)
@@ -238,6 +238,8 @@ def submission(
                 gallery_labels,
                 lambda gallery_rows: tensors[gallery_tensor_rows[gallery_rows]],
                 settings,
+                cache=inlier_cache(storage),
+                stats=verify_stats,
             )
             return rescore(verified, float(verification["weight"]), settings.inlier_cap)
 
@@ -298,6 +300,8 @@ def submission(
             height=3.2,
         ),
         "verification": MetadataValue.json(verification or {}),
+        "verified_pairs": verify_stats.get("pairs", 0),
+        "verified_pairs_from_cache": verify_stats.get("pairs_from_cache", 0),
         "seconds": round(seconds, 2),
     }
     solution = data.root / "solution.csv"

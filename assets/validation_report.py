@@ -33,7 +33,14 @@ from dagster import (
 from PIL import Image
 from pydantic import Field
 
-from assets.gallery_index import Embedder, embed_rows, embedding_cache, model_embedder, tensor_rows
+from assets.gallery_index import (
+    Embedder,
+    embed_rows,
+    embedding_cache,
+    inlier_cache,
+    model_embedder,
+    tensor_rows,
+)
 from models.retrieval import (
     NEW_WHALE,
     TOP,
@@ -334,7 +341,7 @@ def validation_report(
     gallery_vectors = embeddings[train_gallery["row"].to_numpy()]
     query_vectors = query_embeddings(queries, embeddings, embed, tensors)
     settings = config.verification()
-    verification, embedding_only, weights_table = None, None, None
+    verification, embedding_only, weights_table, verify_stats = None, None, None, {}
     if settings.enabled:
         started_verify = time.perf_counter()
         fill = most_frequent_labels(gallery_labels)
@@ -349,6 +356,8 @@ def validation_report(
             gallery_labels,
             lambda rows: tensors[gallery_tensor_rows[rows]],
             settings,
+            cache=inlier_cache(storage),
+            stats=verify_stats,
         )
         weight, by_weight = choose_verification_weight(
             verified, truths, fill, config.verification_weights, settings.inlier_cap, config.sweep_points
@@ -513,6 +522,8 @@ def validation_report(
     if weights_table is not None:
         metadata["verification_weight"] = verification["weight"]
         metadata["verification_weights"] = table_metadata(weights_table)
+        metadata["verified_pairs"] = verify_stats["pairs"]
+        metadata["verified_pairs_from_cache"] = verify_stats["pairs_from_cache"]
     context.log.info(f"validation MAP@5 {summary['map5']:.4f} at new_whale threshold {main.threshold:.4f}")
     return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
 

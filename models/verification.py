@@ -12,10 +12,12 @@ its `photos_per_individual` gallery photos most similar to the query. `validatio
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -23,6 +25,7 @@ import pandas as pd
 from models.retrieval import TOP, Candidates
 
 CROP_CHUNK = 2048  # gallery crops read at a time
+MATCHING_VERSION = "sift-faiss-ransac-1"  # bump when count_inliers changes: cached counts are then stale
 
 # (label, embedding similarity, inliers) per candidate individual, best embedding similarity first.
 Verified = list[list[tuple[str, float, int]]]
@@ -46,6 +49,12 @@ class VerificationSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def pair_key(self, query_digest: str, gallery_digest: str) -> str:
+        """Cache key of one pair's inlier count: the two crops and what the count depends on."""
+        matching = (self.max_features, self.ratio, self.reprojection_px, MATCHING_VERSION)
+        text = f"{matching}|{query_digest}|{gallery_digest}"
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
 
     @classmethod
     def from_dict(cls, values: dict) -> VerificationSettings:
@@ -148,6 +157,20 @@ def photos_to_compare(
     return rows[np.argsort(-similarities, kind="stable")[:count]]
 
 
+class InlierCache(Protocol):
+    """Inlier counts of crop pairs already verified, keyed by `pair_key` (see `VerificationSettings.pair_key`)."""
+
+    def lookup(self, keys: Sequence[str]) -> dict[str, int]: ...
+
+    def store(self, inliers: dict[str, int]) -> None: ...
+
+
+def crop_digest(crop: np.ndarray) -> str:
+    """Content digest of one crop (shape and bytes)."""
+    crop = np.ascontiguousarray(crop)
+    return hashlib.sha256(repr(crop.shape).encode() + crop.tobytes()).hexdigest()[:32]
+
+
 def verify_candidates(
     candidates: Candidates,
     query_embeddings: np.ndarray,
@@ -156,11 +179,16 @@ def verify_candidates(
     gallery_labels: Sequence[str],
     gallery_crops: Callable[[np.ndarray], np.ndarray],
     settings: VerificationSettings,
+    cache: InlierCache | None = None,
+    stats: dict | None = None,
 ) -> Verified:
     """Inliers of each query's first `settings.candidates` individuals.
 
     `gallery_embeddings`/`gallery_labels` are the gallery in index order; `gallery_crops(rows)` returns the
-    crops (uint8 N x C x H x W) of those gallery rows, so the caller decides where crops come from.
+    crops (uint8 N x C x H x W) of those gallery rows, so the caller decides where crops come from. With a
+    `cache`, a pair of crops verified before (same bytes, same matching settings) is not matched again, and only
+    the crops of new pairs get features: rerunning after a few new photos costs those photos. `stats`, when
+    given, receives `pairs`, `pairs_from_cache` and `crops_with_features`.
     """
     rows_of = {
         label: np.asarray(rows, dtype=np.int64)
@@ -182,41 +210,74 @@ def verify_candidates(
                 for label, similarity in found[: settings.candidates]
             ]
         )
-    needed = sorted({int(row) for plan in plans for _, _, rows in plan for row in rows})
-    position = {row: i for i, row in enumerate(needed)}
-    with one_library_thread():
-        gallery_features: dict[int, LocalFeatures] = {}
-        # In chunks: at Kaggle's scale the needed crops alone would take ~1 GB; their features take a quarter.
-        for start in range(0, len(needed), CROP_CHUNK):
-            chunk = np.asarray(needed[start : start + CROP_CHUNK], dtype=np.int64)
-            features = extract_local_features(
-                gallery_crops(chunk), range(len(chunk)), settings.max_features, settings.workers
-            )
-            gallery_features.update({start + i: f for i, f in features.items()})
-        query_features = extract_local_features(
-            query_crops, range(len(query_crops)), settings.max_features, settings.workers
-        )
+    pairs = sorted({(i, int(row)) for i, plan in enumerate(plans) for _, _, rows in plan for row in rows})
+    needed = sorted({row for _, row in pairs})
 
-        def verify(i: int) -> list[tuple[str, float, int]]:
-            result = []
-            for label, similarity, rows in plans[i]:
-                inliers = max(
-                    (
-                        count_inliers(
-                            query_features[i],
-                            gallery_features[position[int(row)]],
-                            settings.ratio,
-                            settings.reprojection_px,
-                        )
-                        for row in rows
-                    ),
-                    default=0,
+    # Digests of every crop involved, then the pairs the cache already knows.
+    gallery_digest: dict[int, str] = {}
+    for start in range(0, len(needed), CROP_CHUNK):
+        chunk = np.asarray(needed[start : start + CROP_CHUNK], dtype=np.int64)
+        gallery_digest.update(zip(chunk.tolist(), map(crop_digest, gallery_crops(chunk))))
+    query_digest = [crop_digest(crop) for crop in query_crops]
+    keys = {(i, row): settings.pair_key(query_digest[i], gallery_digest[row]) for i, row in pairs}
+    inliers: dict[tuple[int, int], int] = {}
+    if cache is not None and keys:
+        known = cache.lookup(sorted(set(keys.values())))
+        inliers = {pair: int(known[key]) for pair, key in keys.items() if key in known}
+    missing = [pair for pair in pairs if pair not in inliers]
+
+    if missing:
+        with one_library_thread():
+            # Features only of the crops the new pairs involve (in chunks: at Kaggle's scale the crops alone
+            # would take ~1 GB; their features take a quarter).
+            rows_to_read = sorted({row for _, row in missing})
+            gallery_features: dict[int, LocalFeatures] = {}
+            for start in range(0, len(rows_to_read), CROP_CHUNK):
+                chunk = np.asarray(rows_to_read[start : start + CROP_CHUNK], dtype=np.int64)
+                features = extract_local_features(
+                    gallery_crops(chunk), range(len(chunk)), settings.max_features, settings.workers
                 )
-                result.append((label, similarity, inliers))
-            return result
+                gallery_features.update({int(chunk[i]): f for i, f in features.items()})
+            query_features = extract_local_features(
+                query_crops, sorted({i for i, _ in missing}), settings.max_features, settings.workers
+            )
+            by_query: dict[int, list[int]] = {}
+            for i, row in missing:
+                by_query.setdefault(i, []).append(row)
 
-        with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-            return list(pool.map(verify, range(len(plans))))
+            def match(item: tuple[int, list[int]]) -> list[tuple[tuple[int, int], int]]:
+                i, rows = item
+                return [
+                    (
+                        (i, row),
+                        count_inliers(
+                            query_features[i], gallery_features[row], settings.ratio, settings.reprojection_px
+                        ),
+                    )
+                    for row in rows
+                ]
+
+            with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
+                fresh = dict(pair for result in pool.map(match, by_query.items()) for pair in result)
+        inliers.update(fresh)
+        if cache is not None:
+            cache.store({keys[pair]: count for pair, count in fresh.items()})
+        crops_with_features = len(gallery_features) + len(query_features)
+    else:
+        crops_with_features = 0
+    if stats is not None:
+        stats.update(
+            pairs=len(pairs),
+            pairs_from_cache=len(pairs) - len(missing),
+            crops_with_features=crops_with_features,
+        )
+    return [
+        [
+            (label, similarity, max((inliers[(i, int(row))] for row in rows), default=0))
+            for label, similarity, rows in plan
+        ]
+        for i, plan in enumerate(plans)
+    ]
 
 
 def rescore(verified: Verified, weight: float, cap: int, top: int = TOP) -> Candidates:

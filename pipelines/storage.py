@@ -145,6 +145,24 @@ class TableCache:
         write_parquet(table, self.path)
 
 
+class ValueCache:
+    """One value per key (e.g. an inlier count per pair of crops) over a `TableCache`:
+    `lookup(keys) -> {key: value}` for the keys it holds, `store({key: value})`."""
+
+    def __init__(self, path: Path, column: str = "value"):
+        self.table, self.column = TableCache(path), column
+
+    def lookup(self, keys: Iterable[str]) -> dict:
+        rows = self.table.lookup(keys)
+        if rows.empty or self.column not in rows:
+            return {}
+        return dict(zip(rows["key"], rows[self.column].tolist()))
+
+    def store(self, values: dict) -> None:
+        if values:
+            self.table.store(pd.DataFrame({"key": list(values), self.column: list(values.values())}))
+
+
 class ArrayCache:
     """Per-image arrays as small `.npy` files named by key, sharded by the key's first two characters."""
 

@@ -180,22 +180,22 @@ def test_embed_rows_keeps_the_asked_order():
 
 def run_validation_report(world, monkeypatch, **config):
     monkeypatch.setattr(report_module, "model_embedder", lambda *args, **kwargs: flat_embed)
-    context = build_asset_context(
-        resources={
-            "data": FlukeData(data_dir=str(world["root"])),
-            "device": ComputeDevice(device="cpu"),
-            "storage": FlukeStorage(storage_dir=str(world["root"].parent / "storage")),
-        }
-    )
-    return report_module.validation_report(
-        context,
-        config=ValidationReportConfig(**config),
-        gallery_index=world["gallery_index"],
-        embedding_model={},
-        fluke_tensors=world["fluke_tensors"],
-        training_manifest=world["training_manifest"],
-        raw_images=world["raw_images"],
-    )
+    resources = {
+        "data": FlukeData(data_dir=str(world["root"])),
+        "device": ComputeDevice(device="cpu"),
+        "storage": FlukeStorage(storage_dir=str(world["root"].parent / "storage")),
+    }
+    # As a context manager the context's ephemeral instance is closed when the asset returns.
+    with build_asset_context(resources=resources) as context:
+        return report_module.validation_report(
+            context,
+            config=ValidationReportConfig(**config),
+            gallery_index=world["gallery_index"],
+            embedding_model={},
+            fluke_tensors=world["fluke_tensors"],
+            training_manifest=world["training_manifest"],
+            raw_images=world["raw_images"],
+        )
 
 
 def test_validation_report_asset_end_to_end(world, monkeypatch):
@@ -222,6 +222,18 @@ def test_validation_report_asset_end_to_end(world, monkeypatch):
     assert summary["map5"] == summary["map5_embedding_only"]
     check = validation_beats_new_whale_baseline(value)
     assert check.passed
+
+
+def test_validation_report_reuses_verified_pairs_on_a_rerun(world, monkeypatch):
+    first = run_validation_report(world, monkeypatch, k=10, sweep_points=11, compare_without_crop=False)
+    again = run_validation_report(world, monkeypatch, k=10, sweep_points=11, compare_without_crop=False)
+
+    def number(output, key):
+        return getattr(output.metadata[key], "value", output.metadata[key])
+
+    assert number(first, "verified_pairs") > 0 and number(first, "verified_pairs_from_cache") == 0
+    assert number(again, "verified_pairs_from_cache") == number(again, "verified_pairs")
+    assert again.value["summary"] == first.value["summary"]
 
 
 def test_validation_report_without_verification_reports_none(world, monkeypatch):

@@ -120,7 +120,7 @@ def test_verify_candidates_finds_the_whale_the_embedding_ranked_second():
     # Other whales share the fluke outline, so a few chance inliers; the same pattern has many more.
     assert inliers["w_b"] >= 20
     assert inliers["w_b"] > 2 * max(inliers["w_a"], inliers["w_c"])
-    assert asked == [[0, 1, 2, 3]]  # each needed gallery crop read once
+    assert asked == [[0, 1, 2, 3], [0, 1, 2, 3]]  # digests first, then features of the pairs not cached
     (best,) = rescore(verified, 0.04, settings.inlier_cap)
     assert best[0][0] == "w_b"
 
@@ -143,9 +143,55 @@ def test_verify_candidates_reads_gallery_crops_in_chunks_with_the_same_result(mo
     monkeypatch.setattr(verification, "CROP_CHUNK", 2)
     asked = []
     chunked = verify_candidates(*args, lambda rows: asked.append(list(rows)) or crops[rows], settings)
-    assert asked == [[0, 1], [2, 3], [4]]
+    assert asked == [[0, 1], [2, 3], [4]] * 2  # digests, then features
     assert chunked == whole
     assert max(whole[0], key=lambda item: item[2])[0] == "d"
+
+
+class DictCache:
+    def __init__(self):
+        self.table: dict[str, int] = {}
+
+    def lookup(self, keys):
+        return {key: self.table[key] for key in keys if key in self.table}
+
+    def store(self, inliers):
+        self.table.update(inliers)
+
+
+def test_verified_pairs_are_cached_and_only_new_crops_are_matched_again():
+    crops = np.stack([blotch_pattern(seed) for seed in range(4)])
+    labels = ["a", "b", "c", "d"]
+    queries = np.stack([warped(crops[1]), warped(crops[2])])
+    candidates = [[(label, 0.5) for label in labels]] * 2
+    settings = VerificationSettings(candidates=4, photos_per_individual=1, workers=2)
+    cache, stats = DictCache(), {}
+
+    def run(query_crops, settings=settings):
+        return verify_candidates(
+            candidates,
+            np.ones((2, 4), np.float32),
+            query_crops,
+            np.eye(4, dtype=np.float32),
+            labels,
+            lambda rows: crops[rows],
+            settings,
+            cache=cache,
+            stats=stats,
+        )
+
+    first = run(queries)
+    assert stats == {"pairs": 8, "pairs_from_cache": 0, "crops_with_features": 6} and len(cache.table) == 8
+    assert run(queries) == first
+    assert stats == {"pairs": 8, "pairs_from_cache": 8, "crops_with_features": 0}
+    # A new second photo: its four pairs are matched (its features and the four gallery crops'), the rest reused.
+    changed = np.stack([queries[0], warped(crops[3])])
+    third = run(changed)
+    assert stats == {"pairs": 8, "pairs_from_cache": 4, "crops_with_features": 5}
+    assert third[0] == first[0] and max(third[1], key=lambda item: item[2])[0] == "d"
+    # Other matching settings are other counts: nothing is reused.
+    run(queries, VerificationSettings(candidates=4, photos_per_individual=1, workers=2, max_features=100))
+    assert stats["pairs_from_cache"] == 0
 
 
 def test_verify_candidates_only_checks_the_first_candidates():

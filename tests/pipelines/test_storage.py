@@ -8,6 +8,7 @@ from pipelines.io_managers import read_parts, write_part
 from pipelines.storage import (
     ArrayCache,
     TableCache,
+    ValueCache,
     atomic_dir,
     atomic_path,
     content_version,
@@ -58,6 +59,16 @@ def test_table_cache_merges_and_looks_up(tmp_path):
     cache.store(pd.DataFrame({"key": ["b", "c"], "v": [20, 3]}))
     found = cache.lookup(["b", "c", "zz"]).set_index("key")["v"].to_dict()
     assert found == {"b": 20, "c": 3}
+
+
+def test_value_cache_returns_the_values_it_holds(tmp_path):
+    cache = ValueCache(tmp_path / "cache" / "inliers.parquet", column="inliers")
+    assert cache.lookup(["a"]) == {}
+    cache.store({"a": 12, "b": 0})
+    cache.store({})
+    cache.store({"b": 3})  # a later value replaces the earlier one
+    again = ValueCache(tmp_path / "cache" / "inliers.parquet", column="inliers")
+    assert again.lookup(["a", "b", "c"]) == {"a": 12, "b": 3}
 
 
 def test_array_cache_treats_a_torn_entry_as_missing(tmp_path):
