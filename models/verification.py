@@ -51,8 +51,11 @@ class VerificationSettings:
         return asdict(self)
 
     def pair_key(self, query_digest: str, gallery_digest: str) -> str:
-        """Cache key of one pair's inlier count: the two crops and what the count depends on."""
-        matching = (self.max_features, self.ratio, self.reprojection_px, MATCHING_VERSION)
+        """Cache key of one pair's inlier count: the two crops and what the count depends on (settings, this
+        module's matching and OpenCV's SIFT, whose keypoints may move between releases)."""
+        import cv2
+
+        matching = (self.max_features, self.ratio, self.reprojection_px, MATCHING_VERSION, cv2.__version__)
         text = f"{matching}|{query_digest}|{gallery_digest}"
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
