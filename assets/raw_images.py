@@ -28,7 +28,7 @@ from PIL import Image
 
 from pipelines.parallel import parallel_map
 from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata, table_metadata
+from pipelines.reporting import draw_photos_per_individual, figure_metadata, table_metadata
 from pipelines.resources import FlukeData, FlukeStorage
 from pipelines.storage import TableCache, content_version, stable_digest
 
@@ -354,11 +354,7 @@ def raw_images(context: AssetExecutionContext, data: FlukeData, storage: FlukeSt
     reasons = rejected["reason"].value_counts()
 
     def images_per_individual(ax):
-        counts = per_id.value_counts().sort_index()
-        ax.bar(counts.index, counts.values, color="#33658a")
-        ax.set_yscale("log")
-        ax.set_xlabel("train photos of the individual")
-        ax.set_ylabel("individuals (log scale)")
+        draw_photos_per_individual(ax, per_id, "train photos of the individual")
 
     def image_sizes(ax):
         ax.scatter(manifest["width"], manifest["height"], s=4, alpha=0.4, color="#86bbd8")

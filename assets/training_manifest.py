@@ -15,7 +15,7 @@ import pandas as pd
 from dagster import AssetCheckResult, AssetExecutionContext, Config, DataVersion, Output, asset, asset_check
 
 from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata, table_metadata
+from pipelines.reporting import draw_photos_per_individual, figure_metadata, table_metadata
 from pipelines.storage import content_version
 
 NEW_WHALE = "new_whale"
@@ -134,11 +134,7 @@ def training_manifest(
     per_id = manifest.loc[manifest["label"] != NEW_WHALE, "label"].value_counts()
 
     def photos_per_individual(ax):
-        counts = per_id.value_counts().sort_index()
-        ax.bar(counts.index, counts.values, color="#33658a")
-        ax.set_yscale("log")
-        ax.set_xlabel("train photos of the individual after de-duplication")
-        ax.set_ylabel("individuals (log scale)")
+        draw_photos_per_individual(ax, per_id, "train photos of the individual after de-duplication")
 
     metadata = {
         **stats,

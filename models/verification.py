@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from models.retrieval import TOP, Candidates
+from pipelines.storage import stable_digest
 
 CROP_CHUNK = 2048  # gallery crops read at a time
 MATCHING_VERSION = "sift-faiss-ransac-1"  # bump when count_inliers changes: cached counts are then stale
@@ -56,8 +57,7 @@ class VerificationSettings:
         import cv2
 
         matching = (self.max_features, self.ratio, self.reprojection_px, MATCHING_VERSION, cv2.__version__)
-        text = f"{matching}|{query_digest}|{gallery_digest}"
-        return hashlib.sha256(text.encode()).hexdigest()[:32]
+        return stable_digest(matching, query_digest, gallery_digest)
 
     @classmethod
     def from_dict(cls, values: dict) -> VerificationSettings:

@@ -40,6 +40,16 @@ def figure_metadata(
     return png_metadata(buffer.getvalue(), alt=title)
 
 
+def draw_photos_per_individual(ax, photos_per_individual: pd.Series, xlabel: str) -> None:
+    """Bars: how many individuals have 1, 2, ... photos (`photos_per_individual`: label -> photo count), on a
+    log scale, since a few whales with many photos sit beside hundreds with one."""
+    counts = photos_per_individual.value_counts().sort_index()
+    ax.bar(counts.index, counts.values, color="#33658a")
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("individuals (log scale)")
+
+
 def png_metadata(png: bytes, alt: str = "plot") -> MetadataValue:
     encoded = base64.b64encode(png).decode()
     return MetadataValue.md(f"![{_alt_text(alt)}](data:image/png;base64,{encoded})")

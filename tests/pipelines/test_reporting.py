@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipelines.reporting import figure_metadata, image_metadata, table_metadata
+from pipelines.reporting import draw_photos_per_individual, figure_metadata, image_metadata, table_metadata
 
 DATA_URI = re.compile(r"!\[([^\]]*)\]\(data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)\)")
 
@@ -67,3 +67,16 @@ def test_table_metadata_keeps_column_types_and_turns_missing_values_into_none():
         "kept": True,
     }
     assert table_metadata(frame.iloc[1:]).value.records[0].data["share"] is None
+
+
+def test_photos_per_individual_bars_count_individuals_by_their_photo_count():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    draw_photos_per_individual(ax, pd.Series({"w_a": 1, "w_b": 1, "w_c": 3}), "photos")
+    bars = {round(patch.get_x() + patch.get_width() / 2): patch.get_height() for patch in ax.patches}
+    plt.close(fig)
+    assert bars == {1: 2, 3: 1} and ax.get_yscale() == "log" and ax.get_xlabel() == "photos"
