@@ -34,13 +34,13 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from assets.image_hashes import open_reduced_grayscale
-from pipelines.parallel import parallel_map
-from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata, image_metadata, table_metadata
-from pipelines.resources import FlukeData
-from pipelines.storage import content_version
+from core.constants import NEW_WHALE  # noqa: E402
+from core.digests import content_version
+from core.parallel import parallel_map
+from core.profiles import asset_version
+from core.reporting import figure_metadata, image_metadata, table_metadata
+from core.resources import FlukeData
 
-NEW_WHALE = "new_whale"
 GROUP_COLUMNS = ["image", "split", "group", "representative", "label"]
 ALIAS_COLUMNS = ["label", "canonical"]
 MATCH_COLUMNS = ["image", "train_image", "label", "distance"]

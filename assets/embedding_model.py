@@ -16,8 +16,13 @@ import torch.nn.functional as F
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
+from core.constants import NEW_WHALE
+from core.digests import content_version, stable_digest
+from core.metrics import map_at_5
+from core.profiles import asset_version
+from core.reporting import figure_metadata, table_metadata
+from core.resources import ComputeDevice, FlukeStorage
 from models.embedding import parameter_count, weights_to_bytes
-from models.retrieval import NEW_WHALE, map_at_5
 from models.training import (
     TrainingConfig,
     TrainingData,
@@ -26,10 +31,6 @@ from models.training import (
     train_embedding,
     validation_truths,
 )
-from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata, table_metadata
-from pipelines.resources import ComputeDevice, FlukeStorage
-from pipelines.storage import content_version, stable_digest
 
 CODE_VERSION = "embedding_model-1"
 PIXEL_BASELINE_SIZE = (16, 32)  # height, width of the downscaled crops the pixel baseline compares

@@ -23,11 +23,12 @@ from dagster import (
 )
 from PIL import Image, ImageDraw, ImageFont
 
+from core.caches import TableCache
+from core.digests import content_version, stable_digest
+from core.profiles import asset_version
+from core.reporting import figure_metadata, image_metadata
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
 from models import detector as det
-from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata, image_metadata
-from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
-from pipelines.storage import TableCache, content_version, stable_digest
 
 CODE_VERSION = "fluke_boxes-1"
 BOX_COLUMNS = ["image", "split", "x0", "y0", "x1", "y1", "confidence", "fallback", "fallback_reason"]

@@ -13,11 +13,12 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 
+from core.caches import memoized_artifact
+from core.digests import content_version, stable_digest
+from core.profiles import asset_version
+from core.reporting import figure_metadata
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
 from models import detector as det
-from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata
-from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
-from pipelines.storage import content_version, memoized_artifact, stable_digest
 
 CODE_VERSION = "fluke_detector-1"
 

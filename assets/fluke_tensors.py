@@ -24,11 +24,12 @@ from dagster import (
 )
 from PIL import Image
 
-from pipelines.parallel import parallel_map
-from pipelines.profiles import asset_version
-from pipelines.reporting import image_metadata
-from pipelines.resources import FlukeData, FlukeStorage
-from pipelines.storage import ArrayCache, content_version, stable_digest
+from core.caches import ArrayCache
+from core.digests import content_version, stable_digest
+from core.parallel import parallel_map
+from core.profiles import asset_version
+from core.reporting import image_metadata
+from core.resources import FlukeData, FlukeStorage
 
 CODE_VERSION = "fluke_tensors-1"
 RESAMPLE = Image.Resampling.BILINEAR

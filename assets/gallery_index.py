@@ -14,10 +14,12 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from pydantic import Field
 
-from models.retrieval import INDEX_TYPES, NEW_WHALE, build_index, index_to_bytes
-from pipelines.profiles import asset_version
-from pipelines.resources import ComputeDevice, FlukeStorage
-from pipelines.storage import TableCache, ValueCache, content_version, stable_digest
+from core.caches import TableCache, ValueCache
+from core.constants import NEW_WHALE
+from core.digests import content_version, stable_digest
+from core.profiles import asset_version
+from core.resources import ComputeDevice, FlukeStorage
+from models.retrieval import INDEX_TYPES, build_index, index_to_bytes
 
 GALLERY_COLUMNS = ["row", "image", "label"]
 # Rows embedded per call, so a large memory-mapped tensor store is never copied into memory whole.

@@ -17,11 +17,12 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MetadataValue, Output, asset
 from PIL import Image
 
-from pipelines.parallel import parallel_map
-from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata, table_metadata
-from pipelines.resources import FlukeData, FlukeStorage
-from pipelines.storage import TableCache, content_version, stable_digest
+from core.caches import TableCache
+from core.digests import content_version, stable_digest
+from core.parallel import parallel_map
+from core.profiles import asset_version
+from core.reporting import figure_metadata, table_metadata
+from core.resources import FlukeData, FlukeStorage
 
 # Bump when the hash of a given file could change: the cache key includes it.
 HASH_VERSION = "phash-1"

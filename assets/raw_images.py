@@ -26,13 +26,14 @@ from dagster import (
 )
 from PIL import Image
 
-from pipelines.parallel import parallel_map
-from pipelines.profiles import asset_version
-from pipelines.reporting import draw_photos_per_individual, figure_metadata, table_metadata
-from pipelines.resources import FlukeData, FlukeStorage
-from pipelines.storage import TableCache, content_version, stable_digest
+from core.caches import TableCache
+from core.constants import NEW_WHALE  # noqa: E402
+from core.digests import content_version, stable_digest
+from core.parallel import parallel_map
+from core.profiles import asset_version
+from core.reporting import draw_photos_per_individual, figure_metadata, table_metadata
+from core.resources import FlukeData, FlukeStorage
 
-NEW_WHALE = "new_whale"
 SPLITS = ("train", "test")
 IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 # Labels are joined with spaces in submissions, so a label holds no whitespace or separators.

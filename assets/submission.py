@@ -28,23 +28,23 @@ from dagster import (
 from pydantic import Field
 
 from assets.gallery_index import embed_rows, embedding_cache, inlier_cache, model_embedder, tensor_rows
+from core.constants import NEW_WHALE, TOP
+from core.digests import content_version
+from core.files import atomic_path
+from core.metrics import rank_statistics
+from core.profiles import asset_version
+from core.reporting import figure_metadata, table_metadata
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
+from core.scoring import format_score, score_submission
 from models.retrieval import (
-    NEW_WHALE,
-    TOP,
     Candidates,
     index_from_bytes,
     individual_candidates,
     most_frequent_labels,
     place_new_whale,
-    rank_statistics,
     search,
 )
 from models.verification import VerificationSettings, rescore, verify_candidates
-from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata, table_metadata
-from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
-from pipelines.scoring import format_score, score_submission
-from pipelines.storage import atomic_path, content_version
 
 SUBMISSION_COLUMNS = ["Image", "Id"]
 SOURCES = ("model", "duplicate", "fallback")

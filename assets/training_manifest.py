@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 from dagster import AssetCheckResult, AssetExecutionContext, Config, DataVersion, Output, asset, asset_check
 
-from pipelines.profiles import asset_version
-from pipelines.reporting import draw_photos_per_individual, figure_metadata, table_metadata
-from pipelines.storage import content_version
+from core.constants import NEW_WHALE  # noqa: E402
+from core.digests import content_version
+from core.profiles import asset_version
+from core.reporting import draw_photos_per_individual, figure_metadata, table_metadata
 
-NEW_WHALE = "new_whale"
 MANIFEST_COLUMNS = ["image", "label", "fold", "individual_photos"]
 
 

@@ -41,27 +41,25 @@ from assets.gallery_index import (
     model_embedder,
     tensor_rows,
 )
+from core.constants import NEW_WHALE, TOP
+from core.digests import content_version
+from core.metrics import map_at_5, rank_statistics
+from core.parallel import parallel_map
+from core.profiles import asset_version
+from core.reporting import figure_metadata, table_metadata
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
 from models.retrieval import (
-    NEW_WHALE,
-    TOP,
     Candidates,
     choose_threshold,
     exact_index,
     individual_candidates,
-    map_at_5,
     most_frequent_labels,
     place_new_whale,
-    rank_statistics,
     search,
     sweep_thresholds,
     threshold_sweep,
 )
 from models.verification import VerificationSettings, Verified, rescore, verify_candidates
-from pipelines.parallel import parallel_map
-from pipelines.profiles import asset_version
-from pipelines.reporting import figure_metadata, table_metadata
-from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
-from pipelines.storage import content_version
 
 # ---------------------------------------------------------------------------------------------------------------
 # plain functions

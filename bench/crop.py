@@ -34,7 +34,7 @@ def main() -> None:
     from assets.fluke_boxes import read_true_boxes, whole_image_boxes
     from assets.fluke_tensors import FlukeTensorsConfig, build_tensors, crop_specs, naive_crop_and_resize
     from assets.raw_images import scan_data_folder
-    from pipelines.parallel import default_workers
+    from core.parallel import default_workers
 
     manifest, _ = scan_data_folder(args.data)
     if args.limit:

@@ -32,7 +32,7 @@ from assets.duplicate_groups import (  # noqa: E402
 )
 from assets.image_hashes import compute_image_hashes  # noqa: E402
 from assets.raw_images import scan_data_folder  # noqa: E402
-from pipelines.parallel import default_workers  # noqa: E402
+from core.parallel import default_workers  # noqa: E402
 
 
 def load_folders(folders: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame | None]:

@@ -54,8 +54,8 @@ def main() -> None:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     from dagster import AssetKey, instance_for_test
 
+    from core.profiles import run_config
     from pipelines.definitions import build_definitions
-    from pipelines.profiles import run_config
     from pipelines.update import materialize_keys
 
     work = Path(tempfile.mkdtemp(prefix="flukeid-incremental-"))

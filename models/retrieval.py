@@ -14,36 +14,12 @@ import faiss
 import numpy as np
 import pandas as pd
 
-NEW_WHALE = "new_whale"
-TOP = 5
+from core.constants import NEW_WHALE, TOP
+from core.metrics import map_at_5
+
 INDEX_TYPES = ("flat", "hnsw", "ivf")
 
 Candidates = list[list[tuple[str, float]]]
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# the metric
-
-
-def map_at_5(predictions: Sequence[Sequence[str]], truths: Sequence[str]) -> float:
-    """Kaggle's MAP@5 with one true label per row: 1/position of the first correct label among the first five.
-
-    Positions are those of the row as written (only the first five entries count). A label repeated within a row
-    counts once, at its first occurrence: "once a correct label has been scored for an observation, additional
-    predictions of that label are skipped" (the competition's evaluation page), so [A, A, B] scores 1/3 for B.
-    """
-    if len(predictions) != len(truths):
-        raise ValueError(f"{len(predictions)} prediction rows for {len(truths)} truths")
-    if not len(truths):
-        return 0.0
-    return float(np.mean([average_precision_at_5(row, truth) for row, truth in zip(predictions, truths)]))
-
-
-def average_precision_at_5(row: Sequence[str], truth: str) -> float:
-    for position, label in enumerate(list(row)[:TOP]):
-        if label == truth:
-            return 1.0 / (position + 1)
-    return 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,37 +219,3 @@ def choose_threshold(sweep: pd.DataFrame) -> float:
     runs = np.split(at_best, np.flatnonzero(np.diff(at_best) != 1) + 1)
     run = max(runs, key=len)
     return float(ordered["threshold"].iloc[run[len(run) // 2]])
-
-
-def rank_statistics(
-    predictions: Sequence[Sequence[str]], truths: Sequence[str] | None = None, top: int = TOP
-) -> pd.DataFrame:
-    """Per rank 1..top: the share of rows with `new_whale` there and, with truths, how many rows are first
-    right at that rank (split into known individuals and new_whale), and the cumulative hit share."""
-    count = len(predictions)
-    records = []
-    cumulative = 0
-    for rank in range(1, top + 1):
-        at_rank = [row[rank - 1] if len(row) >= rank else None for row in predictions]
-        record: dict[str, float | int] = {
-            "rank": rank,
-            "new_whale_share": float(np.mean([label == NEW_WHALE for label in at_rank])) if count else 0.0,
-        }
-        if truths is not None:
-            hits = [
-                truth
-                for row, truth in zip(predictions, truths)
-                if len(row) >= rank and row[rank - 1] == truth and truth not in list(row[: rank - 1])
-            ]
-            cumulative += len(hits)
-            record.update(
-                {
-                    "hits": len(hits),
-                    "hits_known": sum(truth != NEW_WHALE for truth in hits),
-                    "hits_new_whale": sum(truth == NEW_WHALE for truth in hits),
-                    "hit_share": len(hits) / count if count else 0.0,
-                    "cumulative_hit_share": cumulative / count if count else 0.0,
-                }
-            )
-        records.append(record)
-    return pd.DataFrame(records)

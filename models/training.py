@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning import losses, miners
 
+from core.constants import NEW_WHALE
+from core.files import atomic_path
+from core.metrics import map_at_5
 from models.embedding import EmbeddingSpec, FlukeEmbedder, build_embedding_model, embed_images
-from models.retrieval import NEW_WHALE, exact_index, map_at_5, rank_individuals
+from models.retrieval import exact_index, rank_individuals
 from models.sampler import NEGATIVE, PKBatchSampler, same_label_pair_share
-from pipelines.storage import atomic_path
 
 CHECKPOINT_NAME = "last.pt"
 MINING_STRATEGIES = ("semihard", "hard", "all", "batch_hard", "none")

@@ -22,8 +22,9 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from models.retrieval import TOP, Candidates
-from pipelines.storage import stable_digest
+from core.constants import TOP
+from core.digests import stable_digest
+from models.retrieval import Candidates
 
 CROP_CHUNK = 2048  # gallery crops read at a time
 MATCHING_VERSION = "sift-faiss-ransac-1"  # bump when count_inliers changes: cached counts are then stale

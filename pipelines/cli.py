@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{key}: {value}")
         return 0
     if args.command == "score":
-        from pipelines.scoring import format_score, score_submission
+        from core.scoring import format_score, score_submission
 
         try:
             result = score_submission(args.submission, args.solution)

@@ -14,9 +14,8 @@ from dagster import (
 )
 
 import assets as asset_package
-from pipelines.io_managers import ArtifactIOManager
-from pipelines.profiles import run_config
-from pipelines.resources import (
+from core.profiles import run_config
+from core.resources import (
     ComputeDevice,
     FlukeData,
     FlukeStorage,
@@ -24,9 +23,31 @@ from pipelines.resources import (
     default_device,
     default_storage_dir,
 )
+from pipelines.io_managers import ArtifactIOManager
 
 all_assets = load_assets_from_package_module(asset_package)
 all_checks = load_asset_checks_from_package_module(asset_package)
+
+
+def chain_part(*names: str, checks: bool = True) -> list:
+    """The assets named (and, with `checks`, the checks on them), for tests and scripts that materialize part
+    of the chain: `materialize(chain_part("raw_images", "image_hashes"), ...)`. Unknown names raise."""
+    by_name = {
+        key.to_user_string(): definition
+        for definition in all_assets
+        for key in getattr(definition, "keys", [definition.key])
+    }
+    unknown = sorted(set(names) - set(by_name))
+    if unknown:
+        raise KeyError(f"no assets {unknown}; the chain has {sorted(by_name)}")
+    chosen = list(dict.fromkeys(by_name[name] for name in names))
+    if checks:
+        chosen += [
+            check
+            for check in all_checks
+            if all(key.asset_key.to_user_string() in names for key in check.check_keys)
+        ]
+    return chosen
 
 
 def build_resources(

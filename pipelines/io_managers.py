@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from pipelines.storage import atomic_dir, write_json, write_npy, write_parquet
+from core.files import atomic_dir, write_json, write_npy, write_parquet
 
 _SUFFIXES = (".parquet", ".npy", ".bin", ".json")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipelines.resources import default_storage_dir
+from core.resources import default_storage_dir
 
 
 def describe_outputs(storage_dir: str | None = None) -> str:

@@ -67,7 +67,7 @@ CROSS_DUP_SHARE = 0.017  # share of test images that are duplicates of a train i
 ALIAS_SHARE = 0.018  # share of known ids that are a second id of an already known whale
 ANNOTATED_SHARE = 0.15  # share of train images with a hand-annotated box
 
-NEW_WHALE = "new_whale"
+from core.constants import NEW_WHALE  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
 # Seeds

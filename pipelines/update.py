@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from dagster import AssetKey, DagsterInstance, Definitions
 
-from pipelines.profiles import run_config
+from core.profiles import run_config
 from pipelines.staleness import AssetStatus, asset_statuses
 
 SOURCE_KEY = AssetKey("raw_image_files")

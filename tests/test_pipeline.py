@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from dagster import instance_for_test
 
+from core.profiles import run_config
 from pipelines.definitions import build_definitions
-from pipelines.profiles import run_config
 from tests.chain import ASSETS, dagster_environment
 
 REPO = Path(__file__).resolve().parents[1]

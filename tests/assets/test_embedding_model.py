@@ -13,10 +13,10 @@ from assets.embedding_model import (
     new_whale_first_baseline,
     pixel_nearest_neighbour_baseline,
 )
+from core.constants import NEW_WHALE
+from core.resources import ComputeDevice, FlukeStorage
 from models.embedding import embed_images, load_embedding_model
-from models.retrieval import NEW_WHALE
 from models.training import TrainingConfig, TrainingData
-from pipelines.resources import ComputeDevice, FlukeStorage
 
 
 def test_config_mirrors_training_config_field_for_field():

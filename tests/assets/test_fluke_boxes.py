@@ -6,8 +6,8 @@ import pytest
 from assets import fluke_boxes as fb
 from assets import fluke_detector as fd
 from assets.raw_images import scan_data_folder
+from core.caches import TableCache
 from models.detector import Detection
-from pipelines.storage import TableCache
 
 # The `tiny` profile: seconds on two cores. Too few steps for a from-scratch YOLO to be confident, so the bar here is
 # that the chain is well-formed and never worse than whole photos, not the demo profile's IoU.

@@ -14,9 +14,9 @@ from assets import fluke_detector as fd
 from assets import fluke_tensors as ft
 from assets import raw_images as ri
 from assets.raw_images import scan_data_folder
+from core.caches import ArrayCache
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
 from pipelines.io_managers import ArtifactIOManager
-from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
-from pipelines.storage import ArrayCache
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 
 from assets.gallery_index import CachedEmbedder
+from core.caches import TableCache
 from models.embedding import EmbeddingSpec, build_embedding_model, weights_to_bytes
-from pipelines.storage import TableCache
 
 
 def _artifact() -> dict:

@@ -12,7 +12,7 @@ from assets.image_hashes import (
     reduced_vs_full_distances,
 )
 from assets.raw_images import scan_data_folder
-from pipelines.storage import TableCache
+from core.caches import TableCache
 
 
 def test_hashes_are_64_bit_hex_for_every_accepted_photo(tiny_dataset):

@@ -207,7 +207,7 @@ def test_fingerprint_changes_when_photos_change_and_only_then(bad_corpus):
 
 
 def test_inspection_cache_opens_only_new_or_changed_files(bad_corpus, tmp_path):
-    from pipelines.storage import TableCache
+    from core.caches import TableCache
 
     cache = TableCache(tmp_path / "inspected.parquet")
     stats: dict = {}

@@ -19,9 +19,10 @@ from assets.submission import (
     well_formed_problems,
     write_submission_csv,
 )
-from models.retrieval import NEW_WHALE, exact_index
-from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
-from pipelines.scoring import score_submission
+from core.constants import NEW_WHALE
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
+from core.scoring import score_submission
+from models.retrieval import exact_index
 from tests.assets.test_validation_report import flat_embed, make_world
 
 

@@ -8,8 +8,8 @@ import assets.image_hashes as ih
 import assets.raw_images as ri
 import assets.training_manifest as tm
 from assets.training_manifest import NEW_WHALE, assign_folds, build_training_manifest
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
 from pipelines.io_managers import ArtifactIOManager
-from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
 
 
 def _groups() -> pd.DataFrame:

@@ -22,8 +22,8 @@ from assets.validation_report import (
     validation_beats_new_whale_baseline,
     validation_split,
 )
-from models.retrieval import NEW_WHALE
-from pipelines.resources import ComputeDevice, FlukeData, FlukeStorage
+from core.constants import NEW_WHALE
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
 
 HEIGHT, WIDTH = 8, 16
 

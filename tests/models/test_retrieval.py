@@ -4,19 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.constants import NEW_WHALE
+from core.metrics import map_at_5, rank_statistics
 from models.retrieval import (
-    NEW_WHALE,
     build_index,
     choose_threshold,
     exact_index,
     index_from_bytes,
     index_to_bytes,
     individual_candidates,
-    map_at_5,
     most_frequent_labels,
     place_new_whale,
     rank_individuals,
-    rank_statistics,
     search,
     sweep_thresholds,
     threshold_sweep,

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
+from core.constants import NEW_WHALE
 from models.embedding import build_embedding_model
-from models.retrieval import NEW_WHALE
 from models.sampler import NEGATIVE, PKBatchSampler
 from models.training import (
     EmbeddingLosses,

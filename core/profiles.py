@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.storage import stable_digest
+from core.digests import stable_digest
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_PROFILE = "demo"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from models.retrieval import NEW_WHALE, TOP, average_precision_at_5, rank_statistics
+from core.constants import NEW_WHALE, TOP
+from core.metrics import average_precision_at_5, rank_statistics
 
 
 def read_solution(solution_csv: Path) -> dict[str, str]:

@@ -4,17 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.caches import ArrayCache, TableCache, ValueCache, memoized_artifact
+from core.digests import content_version
+from core.files import atomic_dir, atomic_path, write_parquet
 from pipelines.io_managers import read_parts, write_part
-from pipelines.storage import (
-    ArrayCache,
-    TableCache,
-    ValueCache,
-    atomic_dir,
-    atomic_path,
-    content_version,
-    memoized_artifact,
-    write_parquet,
-)
 
 
 def test_failed_write_keeps_the_previous_file(tmp_path):

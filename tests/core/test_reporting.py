@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pipelines.reporting import draw_photos_per_individual, figure_metadata, image_metadata, table_metadata
+from core.reporting import draw_photos_per_individual, figure_metadata, image_metadata, table_metadata
 
 DATA_URI = re.compile(r"!\[([^\]]*)\]\(data:image/(png|jpeg);base64,([A-Za-z0-9+/=]+)\)")
 

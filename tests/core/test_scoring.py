@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipelines.scoring import format_score, score_submission
+from core.scoring import format_score, score_submission
 
 SOLUTION = "Image,Id\na.jpg,w_1\nb.jpg,new_whale\nc.jpg,w_2\nd.jpg,w_3\n"
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInvalidConfigError, validate_run_config
 
+from core.profiles import CONFIG_DIR, asset_version, run_config
 from pipelines.definitions import build_definitions
-from pipelines.profiles import CONFIG_DIR, asset_version, run_config
 
 PROFILES = sorted(path.stem for path in Path(CONFIG_DIR).glob("*.yaml"))
 
