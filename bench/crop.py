@@ -31,9 +31,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="0: FLUKEID_WORKERS or all cores")
     args = parser.parse_args()
 
-    from assets.fluke_boxes import read_true_boxes, whole_image_boxes
-    from assets.fluke_tensors import FlukeTensorsConfig, build_tensors, crop_specs, naive_crop_and_resize
-    from assets.raw_images import scan_data_folder
+    from assets.crop.crops import CropSettings, build_tensors, crop_specs, naive_crop_and_resize
+    from assets.detect.boxes import whole_image_boxes
+    from assets.detect.truth import read_true_boxes
+    from assets.ingest.scan import scan_data_folder
     from core.parallel import default_workers
 
     manifest, _ = scan_data_folder(args.data)
@@ -50,23 +51,23 @@ def main() -> None:
             ("y1", manifest["height"]),
         ):
             boxes[column] = boxes[column].fillna(whole if np.isscalar(whole) else whole.astype(float))
-    config = FlukeTensorsConfig(
+    settings = CropSettings(
         height=args.height, width=args.width, margin=args.margin, grayscale=not args.rgb, workers=args.workers
     )
     workers = args.workers or default_workers()
     print(
         f"{len(manifest)} photos from {args.data} (median {int(manifest['width'].median())}x"
         f"{int(manifest['height'].median())}), boxes: {'boxes.csv' if truth is not None else 'whole photos'}, "
-        f"output {'1' if config.grayscale else '3'}x{args.height}x{args.width}; {os.cpu_count()} CPUs, {workers} workers"
+        f"output {'1' if settings.grayscale else '3'}x{args.height}x{args.width}; {os.cpu_count()} CPUs, {workers} workers"
     )
 
-    specs = crop_specs(manifest, boxes, args.data, config)
+    specs = crop_specs(manifest, boxes, args.data, settings)
     started = time.perf_counter()
     baseline = np.stack([naive_crop_and_resize(spec) for spec in specs])
     naive_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
-    tensors, _, _ = build_tensors(manifest, boxes, args.data, config, cache=None, workers=workers)
+    tensors, _, _ = build_tensors(manifest, boxes, args.data, settings, cache=None, workers=workers)
     fast_seconds = time.perf_counter() - started
 
     difference = np.abs(baseline.astype(np.int16) - tensors.astype(np.int16))

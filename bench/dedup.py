@@ -23,15 +23,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from assets.duplicate_groups import (  # noqa: E402
-    DedupSettings,
-    component_labels,
-    duplicate_pairs,
-    find_duplicates,
-    precision_recall,
-)
-from assets.image_hashes import compute_image_hashes  # noqa: E402
-from assets.raw_images import scan_data_folder  # noqa: E402
+from assets.dedup.groups import component_labels, duplicate_pairs, find_duplicates  # noqa: E402
+from assets.dedup.pairs import DedupSettings  # noqa: E402
+from assets.dedup.phash import compute_image_hashes  # noqa: E402
+from assets.dedup.truth import precision_recall  # noqa: E402
+from assets.ingest.scan import scan_data_folder  # noqa: E402
 from core.parallel import default_workers  # noqa: E402
 
 

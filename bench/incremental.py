@@ -64,7 +64,7 @@ def main() -> None:
         if args.data:
             shutil.copytree(args.data, data)
         else:
-            from pipelines.synth import generate
+            from synth import generate
 
             generate(data, scale=args.scale, seed=args.seed, progress=False)
         storage = work / "storage"

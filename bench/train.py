@@ -24,16 +24,12 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.batches import batch_sampler, make_loader, training_items  # noqa: E402
 from models.embedding import build_embedding_model, parameter_count  # noqa: E402
-from models.training import (  # noqa: E402
-    EmbeddingLosses,
-    TrainingConfig,
-    batch_sampler,
-    make_loader,
-    parameter_groups,
-    train_step,
-    training_items,
-)
+from models.epoch import train_step  # noqa: E402
+from models.losses import build_losses  # noqa: E402
+from models.optimizer import parameter_groups  # noqa: E402
+from models.training import TrainingConfig  # noqa: E402
 
 
 def demo_store(photos: int, height: int, width: int, seed: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -88,7 +84,7 @@ def run(
     model = build_embedding_model(config.embedding_spec(in_channels=tensors.shape[1])).to(device)
     if device.type == "cuda" and config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = EmbeddingLosses(config, len(items.class_names), model.embedding_dim).to(device)
+    loss_fn = build_losses(config, len(items.class_names), model.embedding_dim).to(device)
     optimizer = torch.optim.AdamW(parameter_groups(model, loss_fn, config), weight_decay=config.weight_decay)
     generator = torch.Generator(device=device).manual_seed(0)
     load_seconds = compute_seconds = 0.0

@@ -4,6 +4,7 @@ One ranking rule everywhere (`rank_individuals`): k nearest gallery photos by in
 to individuals by their best similarity, then `new_whale` inserted in front of the first individual whose
 similarity falls below the threshold. The rule is split in two steps (`individual_candidates`, then
 `place_new_whale`) only so that a threshold sweep can reuse the first step; both paths give identical rows.
+The new_whale threshold has one tuner, `tune_threshold`, used by training-time validation and by the report.
 """
 
 from __future__ import annotations
@@ -219,3 +220,13 @@ def choose_threshold(sweep: pd.DataFrame) -> float:
     runs = np.split(at_best, np.flatnonzero(np.diff(at_best) != 1) + 1)
     run = max(runs, key=len)
     return float(ordered["threshold"].iloc[run[len(run) // 2]])
+
+
+def tune_threshold(
+    candidates: Candidates, truths: Sequence[str], fill_labels: Sequence[str] = (), points: int = 101
+) -> tuple[float, pd.DataFrame]:
+    """The one threshold tuner: sweep `points` quantile thresholds of these candidates (`sweep_thresholds`),
+    score each with the ranking rule (`threshold_sweep`) and keep the middle of the best run
+    (`choose_threshold`). Returns (threshold, sweep)."""
+    sweep = threshold_sweep(candidates, truths, sweep_thresholds(candidates, points), fill_labels)
+    return choose_threshold(sweep), sweep

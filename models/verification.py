@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from core.caches import cached_map
 from core.constants import TOP
 from core.digests import stable_digest
 from models.retrieval import Candidates
@@ -175,6 +176,48 @@ def crop_digest(crop: np.ndarray) -> str:
     return hashlib.sha256(repr(crop.shape).encode() + crop.tobytes()).hexdigest()[:32]
 
 
+def match_pairs(
+    pairs: list[tuple[int, int]],
+    query_crops: np.ndarray,
+    gallery_crops: Callable[[np.ndarray], np.ndarray],
+    settings: VerificationSettings,
+) -> tuple[list[int], int]:
+    """Inlier counts of (query, gallery row) `pairs`, in order, and how many crops needed features: only those
+    the pairs involve."""
+    with one_library_thread():
+        # In chunks: at Kaggle's scale the gallery crops alone would take ~1 GB; their features take a quarter.
+        rows_to_read = sorted({row for _, row in pairs})
+        gallery_features: dict[int, LocalFeatures] = {}
+        for start in range(0, len(rows_to_read), CROP_CHUNK):
+            chunk = np.asarray(rows_to_read[start : start + CROP_CHUNK], dtype=np.int64)
+            features = extract_local_features(
+                gallery_crops(chunk), range(len(chunk)), settings.max_features, settings.workers
+            )
+            gallery_features.update({int(chunk[i]): f for i, f in features.items()})
+        query_features = extract_local_features(
+            query_crops, sorted({i for i, _ in pairs}), settings.max_features, settings.workers
+        )
+        by_query: dict[int, list[int]] = {}
+        for i, row in pairs:
+            by_query.setdefault(i, []).append(row)
+
+        def match(item: tuple[int, list[int]]) -> list[tuple[tuple[int, int], int]]:
+            i, rows = item
+            return [
+                (
+                    (i, row),
+                    count_inliers(
+                        query_features[i], gallery_features[row], settings.ratio, settings.reprojection_px
+                    ),
+                )
+                for row in rows
+            ]
+
+        with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
+            fresh = dict(pair for result in pool.map(match, by_query.items()) for pair in result)
+    return [fresh[pair] for pair in pairs], len(gallery_features) + len(query_features)
+
+
 def verify_candidates(
     candidates: Candidates,
     query_embeddings: np.ndarray,
@@ -217,63 +260,24 @@ def verify_candidates(
     pairs = sorted({(i, int(row)) for i, plan in enumerate(plans) for _, _, rows in plan for row in rows})
     needed = sorted({row for _, row in pairs})
 
-    # Digests of every crop involved, then the pairs the cache already knows.
+    # Digests of every crop involved: a pair's cache key is its two crops' contents and the matching settings.
     gallery_digest: dict[int, str] = {}
     for start in range(0, len(needed), CROP_CHUNK):
         chunk = np.asarray(needed[start : start + CROP_CHUNK], dtype=np.int64)
         gallery_digest.update(zip(chunk.tolist(), map(crop_digest, gallery_crops(chunk))))
     query_digest = [crop_digest(crop) for crop in query_crops]
-    keys = {(i, row): settings.pair_key(query_digest[i], gallery_digest[row]) for i, row in pairs}
-    inliers: dict[tuple[int, int], int] = {}
-    if cache is not None and keys:
-        known = cache.lookup(sorted(set(keys.values())))
-        inliers = {pair: int(known[key]) for pair, key in keys.items() if key in known}
-    missing = [pair for pair in pairs if pair not in inliers]
+    keys = [settings.pair_key(query_digest[i], gallery_digest[row]) for i, row in pairs]
+    featured = [0]
 
-    if missing:
-        with one_library_thread():
-            # Features only of the crops the new pairs involve (in chunks: at Kaggle's scale the crops alone
-            # would take ~1 GB; their features take a quarter).
-            rows_to_read = sorted({row for _, row in missing})
-            gallery_features: dict[int, LocalFeatures] = {}
-            for start in range(0, len(rows_to_read), CROP_CHUNK):
-                chunk = np.asarray(rows_to_read[start : start + CROP_CHUNK], dtype=np.int64)
-                features = extract_local_features(
-                    gallery_crops(chunk), range(len(chunk)), settings.max_features, settings.workers
-                )
-                gallery_features.update({int(chunk[i]): f for i, f in features.items()})
-            query_features = extract_local_features(
-                query_crops, sorted({i for i, _ in missing}), settings.max_features, settings.workers
-            )
-            by_query: dict[int, list[int]] = {}
-            for i, row in missing:
-                by_query.setdefault(i, []).append(row)
+    def match_missing(positions: list[int]) -> list[int]:
+        counts, featured[0] = match_pairs([pairs[p] for p in positions], query_crops, gallery_crops, settings)
+        return counts
 
-            def match(item: tuple[int, list[int]]) -> list[tuple[tuple[int, int], int]]:
-                i, rows = item
-                return [
-                    (
-                        (i, row),
-                        count_inliers(
-                            query_features[i], gallery_features[row], settings.ratio, settings.reprojection_px
-                        ),
-                    )
-                    for row in rows
-                ]
-
-            with ThreadPoolExecutor(max_workers=max(1, settings.workers)) as pool:
-                fresh = dict(pair for result in pool.map(match, by_query.items()) for pair in result)
-        inliers.update(fresh)
-        if cache is not None:
-            cache.store({keys[pair]: count for pair, count in fresh.items()})
-        crops_with_features = len(gallery_features) + len(query_features)
-    else:
-        crops_with_features = 0
+    counts, computed = cached_map(keys, match_missing, cache)
+    inliers = {pair: int(count) for pair, count in zip(pairs, counts)}
     if stats is not None:
         stats.update(
-            pairs=len(pairs),
-            pairs_from_cache=len(pairs) - len(missing),
-            crops_with_features=crops_with_features,
+            pairs=len(pairs), pairs_from_cache=len(pairs) - computed, crops_with_features=featured[0]
         )
     return [
         [

@@ -1,6 +1,7 @@
 """`flukeid`: the command line beside the Dagster UI.
 
 flukeid synth OUT_DIR --scale 0.05 --seed 0     generate a synthetic Kaggle-layout data set
+      [--variant standard|lookalike|harsh] [--lookalikes S] [--washout S] [--hard-photos S]   harder data
 flukeid score SUBMISSION SOLUTION               MAP@5 of a submission against a solution file
 flukeid update                                  materialize only what is stale or missing
 """
@@ -9,6 +10,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+
+
+def _share(text: str) -> float:
+    """argparse type of a share option (argparse names the option in its error): a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,6 +39,34 @@ def main(argv: list[str] | None = None) -> int:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.add_argument(
+        "--variant",
+        choices=("standard", "lookalike", "harsh"),
+        default="standard",
+        help="preset of harder data: lookalike = --lookalikes 0.3 --washout 0.1; harsh = --hard-photos 0.3 "
+        "--washout 0.15 --lookalikes 0.1 (the flags below override it; default standard: all 0)",
+    )
+    synth.add_argument(
+        "--lookalikes",
+        type=_share,
+        default=None,
+        metavar="SHARE",
+        help="share of known whales that are near copies of another (same outline, a few marks differ)",
+    )
+    synth.add_argument(
+        "--washout",
+        type=_share,
+        default=None,
+        metavar="SHARE",
+        help="share of whales whose fluke is nearly all white or all black",
+    )
+    synth.add_argument(
+        "--hard-photos",
+        type=_share,
+        default=None,
+        metavar="SHARE",
+        help="share of photos that are small, strongly blurred, backlit or show the dorsal side",
+    )
 
     score = commands.add_parser("score", help="MAP@5 of a Kaggle-format submission against a solution file")
     score.add_argument("submission")
@@ -44,10 +84,18 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     if args.command == "synth":
-        from pipelines.synth import generate
+        from synth import generate
 
         summary = generate(
-            args.out_dir, scale=args.scale, seed=args.seed, workers=args.workers, progress=not args.quiet
+            args.out_dir,
+            scale=args.scale,
+            seed=args.seed,
+            workers=args.workers,
+            progress=not args.quiet,
+            variant=args.variant,
+            lookalikes=args.lookalikes,
+            washout=args.washout,
+            hard_photos=args.hard_photos,
         )
         for key, value in summary.items():
             print(f"{key}: {value}")

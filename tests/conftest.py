@@ -18,7 +18,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
     Read-only: tests that modify data copy it first (see `tiny_dataset_copy`).
     """
-    from pipelines.synth import generate
+    from synth import generate
 
     root = tmp_path_factory.mktemp("tiny") / "data"
     generate(root, scale=TINY_SCALE, seed=TINY_SEED, workers=2, progress=False)

@@ -19,6 +19,7 @@ from models.retrieval import (
     search,
     sweep_thresholds,
     threshold_sweep,
+    tune_threshold,
 )
 
 
@@ -161,6 +162,20 @@ def test_sweep_finds_the_threshold_separating_known_from_new():
     # Extremes: above everything new_whale is always first; below everything it is never above a candidate.
     top = sweep.sort_values("threshold").iloc[-1]
     assert top["new_whale_first_share"] == 1.0 and top["map5"] == pytest.approx((0.5 + 0.5 + 1 + 1) / 4)
+
+
+def test_the_one_tuner_is_the_sweep_then_the_choice():
+    candidates = [
+        [("A", 0.9), ("B", 0.3)],
+        [("B", 0.92), ("A", 0.2)],
+        [("A", 0.4), ("B", 0.35)],
+        [("B", 0.41)],
+    ]
+    truths = ["A", "B", NEW_WHALE, NEW_WHALE]
+    threshold, sweep = tune_threshold(candidates, truths, ["A", "B"], points=21)
+    expected = threshold_sweep(candidates, truths, sweep_thresholds(candidates, 21), ["A", "B"])
+    pd.testing.assert_frame_equal(sweep, expected)
+    assert threshold == choose_threshold(expected) and 0.41 < threshold <= 0.9
 
 
 def test_choose_threshold_prefers_the_middle_of_the_longest_best_run():

@@ -6,21 +6,25 @@ import pytest
 import torch
 
 from core.constants import NEW_WHALE
+from models.augment import augment
+from models.batches import TensorBatches, make_loader, training_items
+from models.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from models.embedding import build_embedding_model
-from models.sampler import NEGATIVE, PKBatchSampler
-from models.training import (
-    EmbeddingLosses,
-    TrainingConfig,
-    TrainingData,
-    augment,
-    make_loader,
-    parameter_groups,
-    prepare_training_data,
-    rank_and_score,
-    train_embedding,
-    train_step,
-    training_items,
+from models.epoch import train_step
+from models.epoch_validation import rank_and_score
+from models.losses import build_losses
+from models.optimizer import parameter_groups
+from models.retrieval import (
+    choose_threshold,
+    exact_index,
+    individual_candidates,
+    most_frequent_labels,
+    search,
+    sweep_thresholds,
+    threshold_sweep,
 )
+from models.sampler import NEGATIVE, PKBatchSampler
+from models.training import TrainingConfig, TrainingData, prepare_training_data, train_embedding
 
 TINY = dict(
     backbone="tiny_resnet",
@@ -57,7 +61,7 @@ def _setup(config: TrainingConfig, data: TrainingData):
     torch.manual_seed(0)
     items = training_items(data.train_labels, data.train_rows, config)
     model = build_embedding_model(config.embedding_spec(in_channels=1))
-    loss_fn = EmbeddingLosses(config, len(items.class_names), model.embedding_dim)
+    loss_fn = build_losses(config, len(items.class_names), model.embedding_dim)
     optimizer = torch.optim.AdamW(parameter_groups(model, loss_fn, config), weight_decay=config.weight_decay)
     return items, model, loss_fn, optimizer
 
@@ -102,8 +106,6 @@ def test_flipped_photos_become_classes_of_their_own_and_arrive_mirrored():
     assert (items.classes[items.mirrored] != NEGATIVE).sum() == (
         items.classes[~items.mirrored] != NEGATIVE
     ).sum()
-    from models.training import TensorBatches
-
     mirrored_item = int(np.flatnonzero(items.mirrored & (items.classes != NEGATIVE))[0])
     images, classes = TensorBatches(data.tensors, items).__getitems__([mirrored_item])
     assert torch.equal(images[0], torch.from_numpy(data.tensors[items.rows[mirrored_item]][..., ::-1].copy()))
@@ -179,7 +181,8 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_result(tmp_path):
             on_step=kill_in_epoch_two,
             log=lambda s: None,
         )
-    assert (tmp_path / "b" / "last.pt").exists()
+    state = load_checkpoint(tmp_path / "b" / CHECKPOINT_NAME)  # tensors and plain values only
+    assert state is not None and state["epoch"] == 0 and state["run_key"] == "k"
     resumed = train_embedding(
         data, config, "cpu", checkpoint_dir=tmp_path / "b", run_key="k", log=lambda s: None
     )
@@ -216,6 +219,57 @@ def test_rank_and_score_perfect_embeddings_and_unseen_individuals_as_new_whale()
     validation = rank_and_score(gallery, labels, queries, ["a", "b", "zz"])
     assert validation.truths == ["a", "b", NEW_WHALE]  # zz is not in the gallery
     assert validation.map5 == pytest.approx(1.0)
+
+
+def test_validation_tunes_the_threshold_with_the_retrieval_sweep():
+    # The training-time figure is the validation report's measure: 101-point sweep, then choose_threshold.
+    rng = np.random.default_rng(3)
+    gallery = rng.normal(size=(30, 6)).astype(np.float32)
+    gallery /= np.linalg.norm(gallery, axis=1, keepdims=True)
+    labels = [f"w{i % 8}" for i in range(26)] + [NEW_WHALE] * 4
+    queries = gallery[:12] + rng.normal(scale=0.4, size=(12, 6)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    query_labels = labels[:10] + ["unseen", NEW_WHALE]
+    validation = rank_and_score(gallery, labels, queries, query_labels)
+    known = [label for label in labels if label != NEW_WHALE]
+    candidates = individual_candidates(*search(exact_index(gallery[:26]), queries, 50), known)
+    sweep = threshold_sweep(
+        candidates, validation.truths, sweep_thresholds(candidates, 101), most_frequent_labels(known)
+    )
+    assert validation.threshold == choose_threshold(sweep)
+    assert validation.map5 == pytest.approx(sweep["map5"].max())
+    assert validation.query_ap.mean() == pytest.approx(validation.map5)
+
+
+def test_a_checkpoint_that_needs_unpickling_is_refused_and_the_run_starts_afresh(tmp_path):
+    data = _data()
+    config = TrainingConfig(**TINY, epochs=1, max_steps_per_epoch=1)
+    UNPICKLED.clear()
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint(path, {"run_key": "k", "epoch": 0, "payload": _RunsCodeWhenUnpickled()})
+    assert load_checkpoint(path) is None and UNPICKLED == []
+    logged: list[str] = []
+    result = train_embedding(data, config, "cpu", checkpoint_dir=tmp_path, run_key="k", log=logged.append)
+    assert result.resumed_from_epoch == 0 and UNPICKLED == []
+    assert any("ignoring" in line for line in logged)
+    assert load_checkpoint(path)["epoch"] == 0  # replaced by a plain checkpoint of this run
+    # the refused kind of file really would have run code under a full unpickling
+    save_checkpoint(path, {"payload": _RunsCodeWhenUnpickled()})
+    torch.load(path, weights_only=False)
+    assert UNPICKLED == ["ran"]
+
+
+UNPICKLED: list[str] = []
+
+
+def _record_unpickling() -> str:
+    UNPICKLED.append("ran")
+    return "ran"
+
+
+class _RunsCodeWhenUnpickled:
+    def __reduce__(self):
+        return (_record_unpickling, ())
 
 
 def test_prepare_training_data_joins_manifest_to_tensor_rows():

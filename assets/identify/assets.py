@@ -1,0 +1,424 @@
+"""Dagster definitions of the identify stage: `gallery_index`, `validation_report`, `submission` and their
+checks. Each asset reads its inputs, makes one call into the stage's plain code and describes the result."""
+
+import time
+from functools import partial
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetIn,
+    Config,
+    DagsterType,
+    DataVersion,
+    MetadataValue,
+    Output,
+    asset,
+    asset_check,
+    make_python_type_usable_as_dagster_type,
+)
+from pydantic import Field
+
+from assets.identify.checks import (
+    beats_frequent_whale_baseline,
+    complete,
+    labels_known,
+    matches_truth,
+    well_formed,
+)
+from assets.identify.gallery import (
+    CachedEmbedder,
+    GalleryBuild,
+    GalleryIndex,
+    GallerySettings,
+    ModelForIdentification,
+    TensorsForIdentification,
+    embedding_cache,
+    gallery_flip,
+    gallery_statistics,
+    index_gallery,
+    inlier_cache,
+)
+from assets.identify.plots import draw_per_rank, draw_rank1_distribution, draw_threshold_sweep
+from assets.identify.report import (
+    PhotosForValidation,
+    ReportRun,
+    ReportSettings,
+    ValidationReport,
+    comparison_table,
+    report_figures,
+    validate,
+    weights_table,
+)
+from assets.identify.submission import (
+    DuplicatesForSubmission,
+    PhotosForSubmission,
+    SubmissionRun,
+    SubmissionSettings,
+    make_submission,
+    prediction_ranks,
+    rank1_labels,
+    submission_statistics,
+    write_submission_csv,
+)
+from core.constants import NEW_WHALE
+from core.digests import content_version
+from core.profiles import asset_version
+from core.reporting import figure_metadata, table_metadata
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
+
+
+def check_result(found: dict, severity: AssetCheckSeverity = AssetCheckSeverity.ERROR) -> AssetCheckResult:
+    """A check's plain result (`passed` and its figures) as Dagster's; lists and dicts are shown as json."""
+    metadata = {
+        key: MetadataValue.json(value) if isinstance(value, (list, dict)) else value
+        for key, value in found.items()
+        if key != "passed"
+    }
+    return AssetCheckResult(passed=bool(found["passed"]), severity=severity, metadata=metadata)
+
+
+def typed_dict_type(declared: type) -> DagsterType:
+    """A Dagster type for a TypedDict value. Dagster cannot isinstance-check a TypedDict annotation (it raises),
+    so the type checks that the value is a dict holding the declared parts."""
+    parts = sorted(declared.__annotations__)
+
+    def holds_parts(_context, value) -> bool:
+        return isinstance(value, dict) and all(part in value for part in parts)
+
+    return DagsterType(
+        type_check_fn=holds_parts, name=declared.__name__, description=f"a dict of {', '.join(parts)}"
+    )
+
+
+# The values this stage hands on and reads, declared in its plain modules; registered before any asset refers to
+# them, so that the annotations below are the Dagster types of the inputs and outputs.
+for declared in (
+    GalleryIndex,
+    ValidationReport,
+    TensorsForIdentification,
+    ModelForIdentification,
+    PhotosForValidation,
+    PhotosForSubmission,
+    DuplicatesForSubmission,
+):
+    make_python_type_usable_as_dagster_type(declared, typed_dict_type(declared))
+
+# ---------------------------------------------------------------------------------------------------------------
+# gallery_index
+
+
+class GalleryIndexConfig(Config):
+    flip: bool = Field(
+        default=GallerySettings.flip,
+        description="Flip test-time augmentation in embed_images (validation and "
+        "submission use the same setting, read from this asset's info).",
+    )
+    index_type: str = Field(
+        default=GallerySettings.index_type,
+        description="flat (exact inner product), hnsw or ivf (approximate).",
+    )
+    hnsw_m: int = Field(default=GallerySettings.hnsw_m, ge=1, description="HNSW graph degree.")
+    hnsw_ef_search: int = Field(
+        default=GallerySettings.hnsw_ef_search, ge=1, description="HNSW search breadth (recall vs speed)."
+    )
+    ivf_lists: int = Field(
+        default=GallerySettings.ivf_lists, ge=0, description="IVF lists; 0 = 4 * sqrt(gallery size)."
+    )
+    ivf_probe: int = Field(
+        default=GallerySettings.ivf_probe, ge=1, description="IVF lists visited per query."
+    )
+    batch_size: int = Field(default=GallerySettings.batch_size, ge=1, description="Embedding batch size.")
+
+    def settings(self) -> GallerySettings:
+        return GallerySettings(**self.model_dump())
+
+
+def stage_embedder(
+    embedding_model: ModelForIdentification, torch_device, storage: FlukeStorage, flip: bool, batch_size: int
+) -> CachedEmbedder:
+    """The trained model as the stage's embedder, its embeddings kept in the shared per-crop cache."""
+    return CachedEmbedder(
+        embedding_model, torch_device, flip, batch_size, cache=embedding_cache(storage.cache_dir)
+    )
+
+
+def gallery_metadata(built: GalleryBuild, embed: CachedEmbedder, torch_device) -> dict:
+    """Size, dimension, photos per individual, and what embedding cost (and what the cache saved)."""
+    statistics = gallery_statistics(built, embed.computed, embed.from_cache, str(torch_device))
+    return {**statistics, "info": MetadataValue.json(built.value["info"])}
+
+
+@asset(
+    code_version=asset_version("gallery_index", "gallery_index-1"),
+    group_name="identify",
+    description="Embeddings of every known train photo and a faiss inner-product index over them.",
+)
+def gallery_index(
+    context: AssetExecutionContext,
+    config: GalleryIndexConfig,
+    device: ComputeDevice,
+    storage: FlukeStorage,
+    embedding_model: ModelForIdentification,
+    fluke_tensors: TensorsForIdentification,
+    training_manifest: pd.DataFrame,
+) -> Output[GalleryIndex]:
+    settings = config.settings()
+    torch_device = device.torch_device()
+    embed = stage_embedder(embedding_model, torch_device, storage, settings.flip, settings.batch_size)
+    built = index_gallery(embed, fluke_tensors, training_manifest, settings)
+    if built.missing:
+        context.log.warning(
+            f"{len(built.missing)} known train photos have no tensor and are left out: {built.missing[:5]}"
+        )
+    metadata = gallery_metadata(built, embed, torch_device)
+    return Output(built.value, metadata=metadata, data_version=DataVersion(content_version(built.value)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# validation_report
+
+
+class ValidationReportConfig(Config):
+    k: int = Field(
+        default=ReportSettings.k,
+        ge=1,
+        description="Gallery neighbours searched per query before aggregating.",
+    )
+    sweep_points: int = Field(
+        default=ReportSettings.sweep_points,
+        ge=2,
+        description="Thresholds tried (quantiles of candidate similarities).",
+    )
+    compare_without_crop: bool = Field(
+        default=ReportSettings.compare_without_crop,
+        description="Also embed whole (uncropped) photos with the same model: MAP@5 without crop.",
+    )
+    pixel_side: int = Field(
+        default=ReportSettings.pixel_side,
+        ge=1,
+        description="Side of the grey thumbnails of the pixel baseline.",
+    )
+    batch_size: int = Field(default=ReportSettings.batch_size, ge=1, description="Embedding batch size.")
+    verify_candidates: int = Field(
+        default=ReportSettings.verify_candidates,
+        ge=0,
+        description="Individuals per query re-scored by geometric verification (SIFT + RANSAC); 0: off.",
+    )
+    verify_photos: int = Field(
+        default=ReportSettings.verify_photos,
+        ge=1,
+        description="Gallery photos of each candidate compared (the most similar to the query).",
+    )
+    local_features: int = Field(
+        default=ReportSettings.local_features, ge=1, description="SIFT keypoints per crop."
+    )
+    inlier_cap: int = Field(
+        default=ReportSettings.inlier_cap,
+        ge=0,
+        description="Inliers beyond this add nothing to the score.",
+    )
+    verification_weights: list[float] = Field(
+        default=list(ReportSettings.verification_weights),
+        description="Score bonus per inlier to try; the best (with its threshold) goes to submission.",
+    )
+    workers: int = Field(
+        default=ReportSettings.workers, ge=1, description="Threads for feature extraction and matching."
+    )
+
+    def settings(self) -> ReportSettings:
+        values = self.model_dump()
+        return ReportSettings(**{**values, "verification_weights": tuple(values["verification_weights"])})
+
+
+def report_metadata(run: ReportRun, seconds: float) -> dict:
+    """The headline figures, every method side by side, the threshold sweep and per-rank plots."""
+    main, per_rank = run.main, run.main.per_rank
+    rank1 = f" {per_rank['hit_share'].iloc[0]:.0%} at rank 1" if len(per_rank) else ""
+    metadata = {
+        **report_figures(run),
+        "comparison": table_metadata(comparison_table(run)),
+        "threshold_sweep": figure_metadata(
+            partial(draw_threshold_sweep, run=run),
+            f"Where should new_whale go? MAP@5 {main.map5:.3f} at threshold {main.threshold:.3f}",
+            width=6.5,
+            height=4.5,
+        ),
+        "per_rank": table_metadata(per_rank.round(4)),
+        "per_rank_plot": figure_metadata(
+            partial(draw_per_rank, per_rank=per_rank),
+            f"At which rank is the right answer?{rank1}",
+            width=5.0,
+            height=3.2,
+        ),
+        "seconds": round(seconds, 2),
+        "summary": MetadataValue.json(run.value["summary"]),
+    }
+    if run.by_weight:
+        metadata["verification_weights"] = table_metadata(weights_table(run.by_weight))
+    return metadata
+
+
+@asset(
+    code_version=asset_version("validation_report", "validation_report-3"),
+    group_name="identify",
+    description="MAP@5 on the held-out fold, the tuned new_whale threshold, per-rank statistics and baselines.",
+)
+def validation_report(
+    context: AssetExecutionContext,
+    config: ValidationReportConfig,
+    data: FlukeData,
+    storage: FlukeStorage,
+    device: ComputeDevice,
+    gallery_index: GalleryIndex,
+    embedding_model: ModelForIdentification,
+    fluke_tensors: TensorsForIdentification,
+    training_manifest: pd.DataFrame,
+    raw_images: PhotosForValidation,
+) -> Output[ValidationReport]:
+    started = time.perf_counter()
+    settings = config.settings()
+    flip = gallery_flip(gallery_index)
+    embed = stage_embedder(embedding_model, device.torch_device(), storage, flip, settings.batch_size)
+    cache = inlier_cache(storage.cache_dir)
+    run = validate(
+        gallery_index, fluke_tensors, training_manifest, raw_images, data.root, embed, settings, cache
+    )
+    if run.dropped:
+        context.log.warning(f"{run.dropped} val photos have no tensor and are not evaluated")
+    summary = run.value["summary"]
+    if summary["verification"] is not None:
+        context.log.info(
+            f"geometric verification: weight {summary['verification']['weight']}, MAP@5 {run.main.map5:.4f} "
+            f"(embedding alone {run.embedding_only.map5:.4f}) in {run.verify_seconds:.1f} s"
+        )
+    metadata = report_metadata(run, time.perf_counter() - started)
+    context.log.info(
+        f"validation MAP@5 {summary['map5']:.4f} at new_whale threshold {run.main.threshold:.4f}"
+    )
+    return Output(run.value, metadata=metadata, data_version=DataVersion(content_version(run.value)))
+
+
+@asset_check(
+    asset=validation_report, description="Validation MAP@5 beats the new_whale + most-frequent baseline."
+)
+def validation_beats_new_whale_baseline(validation_report: ValidationReport) -> AssetCheckResult:
+    return check_result(beats_frequent_whale_baseline(validation_report["summary"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# submission
+
+
+class SubmissionConfig(Config):
+    k: int = Field(
+        default=SubmissionSettings.k,
+        ge=1,
+        description="Gallery neighbours searched per test photo before aggregating.",
+    )
+    use_duplicates: bool = Field(
+        default=SubmissionSettings.use_duplicates,
+        description="A test photo that duplicates a train photo takes its individual at rank 1.",
+    )
+    batch_size: int = Field(default=SubmissionSettings.batch_size, ge=1, description="Embedding batch size.")
+
+    def settings(self) -> SubmissionSettings:
+        return SubmissionSettings(**self.model_dump())
+
+
+def submission_metadata(run: SubmissionRun, target, validation_summary: dict, seconds: float) -> dict:
+    """Where the file is, where its rows came from, how new_whale and the individuals spread over the ranks."""
+    first = rank1_labels(run.value)
+    return {
+        "path": str(target),
+        **submission_statistics(run, validation_summary),
+        "preview": table_metadata(run.value, max_rows=10),
+        "new_whale_share_per_rank": table_metadata(prediction_ranks(run.value).round(4)),
+        "top_rank1_labels": table_metadata(first.head(15).rename_axis("label").reset_index(name="photos")),
+        "rank1_label_distribution": figure_metadata(
+            partial(draw_rank1_distribution, first=first),
+            f"Does one whale soak up the predictions? Rank 1: {first.get(NEW_WHALE, 0)} new_whale, "
+            f"{first.drop(NEW_WHALE, errors='ignore').size} individuals",
+            width=6.0,
+            height=3.2,
+        ),
+        "verification": MetadataValue.json(validation_summary.get("verification") or {}),
+        "seconds": round(seconds, 2),
+    }
+
+
+@asset(
+    code_version=asset_version("submission", "submission-2"),
+    group_name="identify",
+    description="Kaggle-format submission: five labels per test photo; also at $FLUKEID_STORAGE_DIR/submission.csv.",
+)
+def submission(
+    context: AssetExecutionContext,
+    config: SubmissionConfig,
+    storage: FlukeStorage,
+    device: ComputeDevice,
+    gallery_index: GalleryIndex,
+    validation_report: ValidationReport,
+    fluke_tensors: TensorsForIdentification,
+    embedding_model: ModelForIdentification,
+    duplicate_groups: DuplicatesForSubmission,
+    raw_images: PhotosForSubmission,
+) -> Output[pd.DataFrame]:
+    started = time.perf_counter()
+    settings = config.settings()
+    flip = gallery_flip(gallery_index)
+    embed = stage_embedder(embedding_model, device.torch_device(), storage, flip, settings.batch_size)
+    summary = validation_report["summary"]
+    cache = inlier_cache(storage.cache_dir)
+    run = make_submission(
+        gallery_index, summary, fluke_tensors, raw_images, duplicate_groups, embed, settings, cache
+    )
+    target = storage.root / "submission.csv"
+    write_submission_csv(run.value, target)
+    metadata = submission_metadata(run, target, summary, time.perf_counter() - started)
+    context.log.info(f"submission written to {target}")
+    return Output(run.value, metadata=metadata, data_version=DataVersion(content_version(run.value)))
+
+
+@asset_check(
+    asset=submission,
+    additional_ins={"raw_images": AssetIn("raw_images")},
+    description="Every test photo (accepted or rejected by ingestion) has exactly one row, and no other rows.",
+)
+def submission_complete(submission: pd.DataFrame, raw_images: PhotosForSubmission) -> AssetCheckResult:
+    return check_result(complete(submission, raw_images))
+
+
+@asset_check(
+    asset=submission, description="Columns Image,Id; every Id is five distinct space-separated labels."
+)
+def submission_well_formed(submission: pd.DataFrame) -> AssetCheckResult:
+    return check_result(well_formed(submission))
+
+
+@asset_check(
+    asset=submission,
+    additional_ins={
+        "gallery_index": AssetIn("gallery_index"),
+        "duplicate_groups": AssetIn("duplicate_groups"),
+    },
+    description="Every predicted label is new_whale, an individual of the gallery or one of its recorded aliases.",
+)
+def submission_known_labels(
+    submission: pd.DataFrame, gallery_index: GalleryIndex, duplicate_groups: DuplicatesForSubmission
+) -> AssetCheckResult:
+    return check_result(labels_known(submission, gallery_index, duplicate_groups))
+
+
+@asset_check(
+    asset=submission,
+    description="Test MAP@5 against the generator's solution.csv; passes with 'no truth file' when there is none.",
+)
+def submission_matches_generator_truth(data: FlukeData, submission: pd.DataFrame) -> AssetCheckResult:
+    found = matches_truth(submission, data.root / "solution.csv")
+    if "test_score" in found:
+        found["test_score"] = MetadataValue.md(f"```\n{found['test_score']}\n```")
+    # Another test set's solution is worth a warning, not a failed run.
+    return check_result(found, AssetCheckSeverity.WARN if "error" in found else AssetCheckSeverity.ERROR)

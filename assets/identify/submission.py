@@ -1,0 +1,221 @@
+"""The submission: five labels for every test photo, in Kaggle's `Image,Id` format.
+
+Follow one test photo: its crop goes through the one identification path (`identification.identify`) with the
+verification settings, inlier weight and new_whale threshold `validation_report` chose. A test photo that
+duplicates a train photo takes that photo's individual at rank 1. A test photo that ingestion rejected still gets
+a row (`new_whale` then the most frequent individuals, `models.baselines.frequent_whale_row`), so the file is
+complete. The table is also written to `$FLUKEID_STORAGE_DIR/submission.csv`. Its score against the generator's
+`solution.csv`, where the data folder has one, is an asset check (`truth_score`), not part of the asset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypedDict
+
+import pandas as pd
+
+from assets.identify.gallery import Embedder, GalleryIndex, TensorsForIdentification, tensor_rows
+from assets.identify.identification import Gallery, Identification, IdentifySettings, Queries, identify
+from core.constants import NEW_WHALE, TOP
+from core.files import atomic_path
+from core.metrics import rank_statistics
+from models.baselines import frequent_whale_row
+from models.verification import InlierCache
+
+# The submission value: one row per test photo, five space-separated labels.
+SUBMISSION_COLUMNS = ["Image", "Id"]
+SOURCES = ("model", "duplicate", "fallback")
+
+
+class PhotosForSubmission(TypedDict):
+    """What this stage reads of `raw_images` (declared by the ingest stage): accepted photos (image, split,
+    label) and rejected inputs (image, split), which need a row too."""
+
+    images: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+class DuplicatesForSubmission(TypedDict):
+    """What this stage reads of `duplicate_groups` (declared by the dedup stage): test photos matched to train
+    photos (image, train_image, label, distance) and the recorded aliases (label, canonical)."""
+
+    test_matches: pd.DataFrame
+    aliases: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class SubmissionSettings:
+    k: int = 100  # gallery neighbours searched per test photo before aggregating
+    use_duplicates: bool = True  # a test photo that duplicates a train photo takes its individual at rank 1
+    batch_size: int = 128  # embedding batch size
+
+
+def submission_images(raw_images: PhotosForSubmission) -> pd.DataFrame:
+    """Every test photo the data folder holds, once: (image, accepted). Rejected ones need a row too."""
+    accepted = raw_images["images"]
+    accepted = accepted.loc[accepted["split"] == "test", ["image"]].assign(accepted=True)
+    rejected = raw_images["rejected"]
+    rejected = rejected.loc[rejected["split"] == "test", ["image"]].assign(accepted=False)
+    photos = pd.concat([accepted, rejected], ignore_index=True)
+    # An accepted row wins over a rejected row of the same name.
+    photos = photos.sort_values(["image", "accepted"], ascending=[True, False], kind="stable")
+    return photos.drop_duplicates("image").reset_index(drop=True)
+
+
+def duplicate_labels(
+    duplicate_groups: DuplicatesForSubmission | None, train_labels: dict[str, str], known_labels: set[str]
+) -> dict[str, list[str]]:
+    """Test image -> labels to put first, from the closest train photo it duplicates: that photo's label as
+    train.csv files it, then the canonical id when the two differ (an alias). A whale filed under two ids may be
+    scored under either, so both go in front. Labels outside `known_labels` (and not new_whale) are left out."""
+    if not duplicate_groups or "test_matches" not in duplicate_groups:
+        return {}
+    matches = duplicate_groups["test_matches"]
+    if matches is None or len(matches) == 0:
+        return {}
+    aliases = duplicate_groups.get("aliases")
+    canonical = {}
+    if aliases is not None and len(aliases):
+        canonical = dict(zip(aliases["label"], aliases["canonical"]))
+    matches = matches.sort_values(["image", "distance", "train_image"], kind="stable").drop_duplicates(
+        "image"
+    )
+    result = {}
+    for image, train_image, group_label in zip(matches["image"], matches["train_image"], matches["label"]):
+        filed = train_labels.get(train_image) or group_label
+        if not isinstance(filed, str):
+            continue
+        labels = [filed, canonical.get(filed, filed)]
+        if isinstance(group_label, str):
+            labels.append(canonical.get(group_label, group_label))
+        labels = [label for label in dict.fromkeys(labels) if label == NEW_WHALE or label in known_labels]
+        if labels:
+            result[image] = labels
+    return result
+
+
+def put_first(row: list[str], labels: list[str], top: int = TOP) -> list[str]:
+    return [*labels, *[other for other in row if other not in labels]][:top]
+
+
+def known_labels(gallery_index: GalleryIndex, duplicate_groups: DuplicatesForSubmission | None) -> set[str]:
+    """Labels a submission may use: new_whale, the gallery's individuals and their recorded aliases."""
+    known = set(gallery_index["gallery"]["label"]) | {NEW_WHALE}
+    aliases = (duplicate_groups or {}).get("aliases")
+    if aliases is not None and len(aliases):
+        known |= {
+            alias for alias, canonical in zip(aliases["label"], aliases["canonical"]) if canonical in known
+        }
+    return known
+
+
+def predict(
+    photos: pd.DataFrame,
+    ranked: dict[str, list[str]],
+    gallery_labels: list[str],
+    duplicates: dict[str, list[str]],
+) -> pd.DataFrame:
+    """The submission table (Image, Id) plus a `source` column (model, duplicate, fallback) for reporting.
+
+    `ranked`: the identified test photos' rows; photos without one get the fallback row `new_whale` + most
+    frequent, unless they duplicate a train photo, whose labels then go first.
+    """
+    fallback = frequent_whale_row(gallery_labels)
+    records = []
+    for image in photos["image"]:
+        labels, source = ranked.get(image), "model"
+        if labels is None:
+            labels, source = list(fallback), "fallback"
+        if image in duplicates:
+            labels, source = put_first(labels, duplicates[image]), "duplicate"
+        records.append({"Image": image, "Id": " ".join(labels), "source": source})
+    return pd.DataFrame(records, columns=[*SUBMISSION_COLUMNS, "source"])
+
+
+@dataclass
+class SubmissionRun:
+    """One `submission` materialization: the table (with `source`), the test photos, what was applied."""
+
+    table: pd.DataFrame
+    photos: pd.DataFrame
+    applied: IdentifySettings
+    identification: Identification
+
+    @property
+    def value(self) -> pd.DataFrame:
+        return self.table[SUBMISSION_COLUMNS].copy()
+
+
+def make_submission(
+    gallery_index: GalleryIndex,
+    validation_summary: dict,
+    fluke_tensors: TensorsForIdentification,
+    raw_images: PhotosForSubmission,
+    duplicate_groups: DuplicatesForSubmission | None,
+    embed: Embedder,
+    settings: SubmissionSettings,
+    inlier_cache: InlierCache | None = None,
+) -> SubmissionRun:
+    """Every test photo identified against the whole gallery with what validation chose, then duplicates first
+    and fallback rows for photos without a crop."""
+    photos = submission_images(raw_images)
+    accepted = photos.loc[photos["accepted"], "image"]
+    rows = tensor_rows(fluke_tensors["index"], accepted, "test")
+    query_images = accepted[rows >= 0].tolist()
+    applied = IdentifySettings.validated(validation_summary, settings.k)
+    gallery = Gallery.stored(gallery_index, fluke_tensors["index"])
+    identification = identify(
+        Queries(crop_rows=rows[rows >= 0]), gallery, embed, fluke_tensors["tensors"], applied, inlier_cache
+    )
+    images = raw_images["images"]
+    train = images[images["split"] == "train"]
+    train_labels = dict(zip(train["image"], train["label"]))
+    duplicates = {}
+    if settings.use_duplicates:
+        duplicates = duplicate_labels(
+            duplicate_groups, train_labels, known_labels(gallery_index, duplicate_groups)
+        )
+    ranked = dict(zip(query_images, identification.predictions))
+    table = predict(photos, ranked, gallery.labels, duplicates)
+    return SubmissionRun(table, photos, applied, identification)
+
+
+def write_submission_csv(submission: pd.DataFrame, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        submission[SUBMISSION_COLUMNS].to_csv(tmp, index=False)
+
+
+def submission_statistics(run: SubmissionRun, validation_summary: dict) -> dict:
+    """The figures `submission` reports: where rows came from, what was applied, how labels spread."""
+    table, value = run.table, run.value
+    predicted = [ids.split(" ") for ids in value["Id"]]
+    per_rank = prediction_ranks(value)
+    all_labels = pd.Series([label for row in predicted for label in row], dtype=object).value_counts()
+    stats = run.identification.stats
+    return {
+        "rows": len(value),
+        "rows_from_model": int((table["source"] == "model").sum()),
+        "rows_from_duplicates": int((table["source"] == "duplicate").sum()),
+        "rows_fallback": int((table["source"] == "fallback").sum()),
+        "rejected_test_photos": int((~run.photos["accepted"]).sum()),
+        "threshold": run.applied.threshold,
+        "validation_map5": validation_summary.get("map5"),
+        "new_whale_first_share": round(float(per_rank["new_whale_share"].iloc[0]), 4)
+        if len(per_rank)
+        else 0.0,
+        "distinct_labels_predicted": int(all_labels.size),
+        "verified_pairs": stats.get("pairs", 0),
+        "verified_pairs_from_cache": stats.get("pairs_from_cache", 0),
+    }
+
+
+def prediction_ranks(submission: pd.DataFrame) -> pd.DataFrame:
+    """Per rank 1..5, the share of test photos given new_whale there (`core.metrics.rank_statistics`)."""
+    return rank_statistics([str(ids).split(" ") for ids in submission["Id"]])
+
+
+def rank1_labels(submission: pd.DataFrame) -> pd.Series:
+    """Label -> test photos given it at rank 1, most first."""
+    return pd.Series([str(ids).split(" ")[0] for ids in submission["Id"]], dtype=object).value_counts()

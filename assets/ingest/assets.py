@@ -1,0 +1,135 @@
+"""Dagster definitions of the ingest stage: the data folder as an observable source, and `raw_images`."""
+
+import time
+from functools import partial
+
+import pandas as pd
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    DagsterType,
+    DataVersion,
+    MetadataValue,
+    ObserveResult,
+    Output,
+    asset,
+    asset_check,
+    make_python_type_usable_as_dagster_type,
+    observable_source_asset,
+)
+
+from assets.ingest.inspection import inspection_cache
+from assets.ingest.scan import (
+    RawImages,
+    data_folder_fingerprint,
+    known_photos_per_individual,
+    label_statistics,
+    scan_data_folder,
+    well_formed_counts,
+)
+from core.digests import content_version
+from core.profiles import asset_version
+from core.reporting import draw_photos_per_individual, figure_metadata, table_metadata
+from core.resources import FlukeData, FlukeStorage
+
+
+def register_typed_dict(declared: type) -> None:
+    """Make a TypedDict usable as an annotation of assets and checks. Dagster type-checks values against
+    annotations with isinstance, which a TypedDict refuses: check instead that the value is a dict holding each
+    declared part as a DataFrame. Call it before any asset below names the type."""
+    parts = sorted(declared.__required_keys__)
+
+    def holds_parts(_context, value) -> bool:
+        return isinstance(value, dict) and all(isinstance(value.get(part), pd.DataFrame) for part in parts)
+
+    dagster_type = DagsterType(
+        type_check_fn=holds_parts,
+        name=declared.__name__,
+        description=f"dict of DataFrames: {', '.join(parts)}",
+        typing_type=declared,
+    )
+    make_python_type_usable_as_dagster_type(declared, dagster_type)
+
+
+register_typed_dict(RawImages)
+
+
+def draw_image_sizes(ax, images: pd.DataFrame) -> None:
+    ax.scatter(images["width"], images["height"], s=4, alpha=0.4, color="#86bbd8")
+    ax.set_xlabel("width (px)")
+    ax.set_ylabel("height (px)")
+
+
+def raw_images_metadata(value: RawImages, scan_stats: dict, seconds: float) -> dict:
+    """Counts, rejections by reason, photos per whale and photo sizes, and how much the inspection cache saved."""
+    manifest, rejected = value["images"], value["rejected"]
+    stats = label_statistics(manifest)
+    per_id = known_photos_per_individual(manifest)
+    reasons = rejected["reason"].value_counts()
+    return {
+        **stats,
+        "rejected": int(len(rejected)),
+        "rejected_by_reason": MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+        "images_per_individual": figure_metadata(
+            partial(
+                draw_photos_per_individual,
+                photos_per_individual=per_id,
+                xlabel="train photos of the individual",
+            ),
+            f"How many photos per whale? {per_id.size} known individuals, "
+            f"new_whale {stats['new_whale_share']:.0%} of train",
+        ),
+        "image_sizes": figure_metadata(
+            partial(draw_image_sizes, images=manifest),
+            f"What sizes are the photos? {len(manifest)} accepted",
+            width=4.5,
+            height=3.5,
+        ),
+        "median_size": f"{int(manifest['width'].median()) if len(manifest) else 0}x"
+        f"{int(manifest['height'].median()) if len(manifest) else 0}",
+        "most_frequent_individuals": table_metadata(
+            per_id.head(10).rename_axis("label").reset_index(name="photos")
+        ),
+        "rejected_examples": table_metadata(rejected, max_rows=15),
+        "inspected": scan_stats["inspected"],
+        "from_cache": scan_stats["from_cache"],
+        "seconds": round(seconds, 2),
+        "images_per_second": round(len(manifest) / max(seconds, 1e-9), 1),
+    }
+
+
+@observable_source_asset(
+    group_name="ingest", description="The data folder as it is on disk; observed, never written."
+)
+def raw_image_files(data: FlukeData) -> ObserveResult:
+    root = data.root
+    if not (root / "train.csv").exists():
+        raise FileNotFoundError(f"FLUKEID_DATA_DIR={root} holds no train.csv (expected the Kaggle layout)")
+    return ObserveResult(data_version=DataVersion(data_folder_fingerprint(root)))
+
+
+@asset(
+    deps=[raw_image_files],
+    code_version=asset_version("raw_images", "raw_images-1"),
+    group_name="ingest",
+    description="Manifest of accepted photos (split, label, size, mode, content hash) and rejected inputs with reasons.",
+)
+def raw_images(context: AssetExecutionContext, data: FlukeData, storage: FlukeStorage) -> Output[RawImages]:
+    started = time.perf_counter()
+    cache = inspection_cache(storage.cache_dir("raw_images") / "inspected.parquet")
+    scan_stats: dict = {}
+    manifest, rejected = scan_data_folder(data.root, cache=cache, stats=scan_stats)
+    value: RawImages = {"images": manifest, "rejected": rejected}
+    metadata = raw_images_metadata(value, scan_stats, time.perf_counter() - started)
+    return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
+
+
+@asset_check(
+    asset=raw_images,
+    description="Every accepted photo has a unique name within its split and a label in train.",
+)
+def raw_images_well_formed(raw_images: RawImages) -> AssetCheckResult:
+    counts = well_formed_counts(raw_images["images"])
+    return AssetCheckResult(
+        passed=counts["repeated_names"] == 0 and counts["unlabelled_train"] == 0, metadata=counts
+    )

@@ -1,0 +1,235 @@
+"""Reading train.csv and the split folders into the manifest of accepted photos and the rejected inputs.
+
+Follow one photo: train.csv names it, `inspection.inspect_image` opens it (never writes it), and it lands in
+`raw_images["images"]` with its size, mode and content hash, or in `raw_images["rejected"]` saying why not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path, PurePosixPath
+from typing import TypedDict
+
+import pandas as pd
+
+from assets.ingest.inspection import REJECTION_REASONS, inspect_images
+from core.caches import RecordCache
+from core.constants import NEW_WHALE
+
+SPLITS = ("train", "test")
+IMAGE_SUFFIXES = {".jpg", ".jpeg"}
+# Labels are joined with spaces in submissions, so a label holds no whitespace or separators.
+LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+# raw_images["images"]: one row per accepted photo, sorted by (split, image). `label` is None for test photos,
+# `path` is relative to the data folder, `content_hash` is the sha256 of the file's bytes.
+IMAGE_COLUMNS = [
+    "image",
+    "split",
+    "label",
+    "path",
+    "width",
+    "height",
+    "mode",
+    "is_grayscale",
+    "bytes",
+    "content_hash",
+]
+# raw_images["rejected"]: one row per rejected file or train.csv row, sorted by (split, image).
+REJECTED_COLUMNS = ["image", "split", "label", "reason", "detail"]
+# Reasons found in train.csv and the folders, next to those of opening the photo (`REJECTION_REASONS`).
+LISTING_REASONS = (
+    "unsafe_path",
+    "empty_label",
+    "malformed_label",
+    "duplicate_row",
+    "conflicting_labels",
+    "not_in_train_csv",
+    "not_jpeg",
+)
+ALL_REASONS = frozenset(LISTING_REASONS) | frozenset(REJECTION_REASONS)
+
+
+class RawImages(TypedDict):
+    """The value of `raw_images`: accepted photos (`IMAGE_COLUMNS`) and rejected inputs (`REJECTED_COLUMNS`)."""
+
+    images: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def data_folder_fingerprint(root: Path) -> str:
+    """A version of the data folder that changes when train.csv, annotations or any photo is added, removed or
+    rewritten. Uses names, sizes and modification times: cheap enough to observe often."""
+    digest = hashlib.sha256()
+    for name in ("train.csv", "annotations/boxes.csv"):
+        path = root / name
+        digest.update(name.encode())
+        if path.exists():
+            digest.update(path.read_bytes())
+    for split in SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            continue
+        with os.scandir(folder) as entries:
+            listing = sorted((e.name, e.stat().st_size, e.stat().st_mtime_ns) for e in entries if e.is_file())
+        for entry in listing:
+            digest.update(f"{split}/{entry[0]}:{entry[1]}:{entry[2]}\n".encode())
+    return digest.hexdigest()[:20]
+
+
+def read_train_csv(path: Path) -> tuple[pd.DataFrame, list[dict]]:
+    """train.csv as (image, label) rows plus rejected rows: empty or malformed labels, unsafe names, repeats."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: the data folder needs a train.csv with columns Image,Id")
+    table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(table.columns[:2]) != ["Image", "Id"]:
+        raise ValueError(f"{path}: expected header 'Image,Id', got {','.join(table.columns)}")
+    rejected: list[dict] = []
+    rows: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    conflicted: set[str] = set()
+    for line, (image, label) in enumerate(zip(table["Image"], table["Id"]), start=2):
+        image, label = image.strip(), label.strip()
+        where = f"train.csv line {line}"
+        if not safe_name(image):
+            rejected.append(
+                _rejected(image, "train", label, "unsafe_path", f"{where}: name leaves the data folder")
+            )
+        elif not label:
+            rejected.append(_rejected(image, "train", label, "empty_label", f"{where}: no Id"))
+        elif not LABEL_PATTERN.match(label):
+            rejected.append(_rejected(image, "train", label, "malformed_label", f"{where}: Id {label!r}"))
+        elif image in seen:
+            same = seen[image] == label
+            if not same:
+                conflicted.add(image)
+            rejected.append(
+                _rejected(
+                    image,
+                    "train",
+                    label,
+                    "duplicate_row",
+                    f"{where}: {image} listed again"
+                    + ("" if same else f" with another Id ({seen[image]} first)"),
+                )
+            )
+        else:
+            seen[image] = label
+            rows.append((image, label))
+    # An image filed under two different ids has no trustworthy label: reject its first row too.
+    kept = []
+    for image, label in rows:
+        if image in conflicted:
+            rejected.append(
+                _rejected(image, "train", label, "conflicting_labels", "listed with different Ids")
+            )
+        else:
+            kept.append((image, label))
+    return pd.DataFrame(kept, columns=["image", "label"]), rejected
+
+
+def safe_name(name: str) -> bool:
+    """A plain file name inside its split folder: no absolute paths, no `..`, no sub-folders."""
+    if not name or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return False
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return len(parts) == 1 and parts[0] not in ("..", ".")
+
+
+def scan_data_folder(
+    root: Path, workers: int | None = None, cache: RecordCache | None = None, stats: dict | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The whole ingestion: returns (manifest of accepted images, rejected inputs with reasons).
+
+    `stats`, when given, receives `inspected` (files opened now) and `from_cache`."""
+    root = Path(root)
+    labelled, rejected = read_train_csv(root / "train.csv")
+    candidates: list[tuple[str, str, str | None]] = [
+        (img, "train", lab) for img, lab in labelled.itertuples(index=False)
+    ]
+    listed = set(labelled["image"])
+    listed_rejected = {r["image"] for r in rejected}
+    train_dir, test_dir = root / "train", root / "test"
+    for path in sorted(train_dir.iterdir()) if train_dir.is_dir() else []:
+        if path.is_file() and path.name not in listed and path.name not in listed_rejected:
+            rejected.append(
+                _rejected(path.name, "train", None, "not_in_train_csv", "in train/ but not in train.csv")
+            )
+    for path in sorted(test_dir.iterdir()) if test_dir.is_dir() else []:
+        if not path.is_file():
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            rejected.append(
+                _rejected(path.name, "test", None, "not_jpeg", f"suffix {path.suffix or '(none)'}")
+            )
+        else:
+            candidates.append((path.name, "test", None))
+    paths = [root / split / image for image, split, _ in candidates]
+    reports, inspected = inspect_images(paths, cache=cache, workers=workers)
+    if stats is not None:
+        stats.update(inspected=inspected, from_cache=len(paths) - inspected)
+    accepted = []
+    for (image, split, label), report in zip(candidates, reports):
+        if report.reason:
+            rejected.append(_rejected(image, split, label, report.reason, report.detail))
+            continue
+        accepted.append(
+            {
+                "image": image,
+                "split": split,
+                "label": label,
+                "path": f"{split}/{image}",
+                "width": report.width,
+                "height": report.height,
+                "mode": report.mode,
+                "is_grayscale": report.is_grayscale,
+                "bytes": report.bytes,
+                "content_hash": report.content_hash,
+            }
+        )
+    manifest = pd.DataFrame(accepted, columns=IMAGE_COLUMNS)
+    manifest = manifest.astype({"width": "int64", "height": "int64", "bytes": "int64", "is_grayscale": bool})
+    manifest = manifest.sort_values(["split", "image"], kind="stable").reset_index(drop=True)
+    rejected_df = pd.DataFrame(rejected, columns=REJECTED_COLUMNS).sort_values(
+        ["split", "image"], kind="stable"
+    )
+    return manifest, rejected_df.reset_index(drop=True)
+
+
+def _rejected(image: str, split: str, label: str | None, reason: str, detail: str) -> dict:
+    return {"image": image, "split": split, "label": label, "reason": reason, "detail": detail}
+
+
+def label_statistics(manifest: pd.DataFrame) -> dict[str, float | int]:
+    """The numbers a user looks at first: per split counts, individuals, new_whale share, singletons."""
+    train = manifest[manifest["split"] == "train"]
+    known = train[train["label"] != NEW_WHALE]
+    per_id = known["label"].value_counts()
+    return {
+        "train_images": int(len(train)),
+        "test_images": int((manifest["split"] == "test").sum()),
+        "individuals": int(per_id.size),
+        "new_whale_images": int((train["label"] == NEW_WHALE).sum()),
+        "new_whale_share": round(float((train["label"] == NEW_WHALE).mean()) if len(train) else 0.0, 4),
+        "singleton_individuals": int((per_id == 1).sum()),
+        "singleton_share": round(float((per_id == 1).mean()) if per_id.size else 0.0, 4),
+        "max_images_per_individual": int(per_id.max()) if per_id.size else 0,
+        "grayscale_share": round(float(manifest["is_grayscale"].mean()) if len(manifest) else 0.0, 4),
+    }
+
+
+def known_photos_per_individual(images: pd.DataFrame) -> pd.Series:
+    """label -> number of accepted train photos, for the known individuals (new_whale is nobody in particular)."""
+    train = images[images["split"] == "train"]
+    return train.loc[train["label"] != NEW_WHALE, "label"].value_counts()
+
+
+def well_formed_counts(images: pd.DataFrame) -> dict[str, int]:
+    """What `raw_images_well_formed` checks: names repeated within a split, train photos without a label."""
+    return {
+        "repeated_names": int(images.duplicated(["split", "image"]).sum()),
+        "unlabelled_train": int((images["split"].eq("train") & images["label"].isna()).sum()),
+        "accepted": int(len(images)),
+    }

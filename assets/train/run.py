@@ -1,0 +1,196 @@
+"""The train stage as plain code: one training run of the embedding network and the baselines beside it.
+
+Follow one training photo: `training_manifest` gives its label and fold, `fluke_tensors` its uint8 crop;
+`models.training.train_embedding` samples it in P x K batches, and after every `validate_every` epochs the
+validation fold is ranked against the training fold (MAP@5, threshold tuned by `models.retrieval`). Beside the
+trained model, the same validation fold is scored by the two baselines of `models.baselines`, computed in this
+run and ranked by the same rule and tuner: `new_whale` then the four most frequent individuals, and whole-crop
+pixel nearest neighbours. The run checkpoints under `<work dir>/<run key>/` and resumes from there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypedDict
+
+import numpy as np
+import pandas as pd
+import torch
+
+from core.digests import content_version, stable_digest
+from models.baselines import frequent_whale_baseline, pixel_vectors
+from models.embedding import parameter_count, weights_to_bytes
+from models.epoch_validation import rank_and_score, validation_truths
+from models.training import TrainingConfig, TrainingData, prepare_training_data, train_embedding
+
+CODE_VERSION = "embedding_model-1"
+PIXEL_BASELINE_SIZE = (16, 32)  # height, width of the downscaled crops the pixel baseline compares
+# What this stage reads of `training_manifest` (declared by the folds stage, which it does not import).
+MANIFEST_COLUMNS_READ = ["image", "label", "fold"]
+
+
+class TensorsForTraining(TypedDict):
+    """What this stage reads of `fluke_tensors` (declared by the crop stage, which it does not import)."""
+
+    tensors: np.ndarray  # uint8 N x C x H x W crops, possibly memory-mapped
+    index: pd.DataFrame  # row, image, split
+
+
+class EmbeddingModelInfo(TypedDict):
+    """`EmbeddingModel["config"]`: enough to rebuild the network (`models.embedding.load_embedding_model`)."""
+
+    model: dict  # models.embedding.EmbeddingSpec.to_dict()
+    training: dict  # models.training.TrainingConfig.to_dict()
+    input: dict  # channels, height, width of the crops trained on
+    embedding_dim: int
+    flip_tta_concatenates: bool  # trained with flip_as_new_class: flip TTA concatenates instead of averaging
+    val_map5: float  # the last validation's MAP@5 (NaN when never validated)
+    val_threshold: float  # and its tuned new_whale threshold
+    code_version: str
+
+
+class EmbeddingModel(TypedDict):
+    """The `embedding_model` value."""
+
+    weights: bytes  # the network's state dict, torch-saved (models.embedding.weights_to_bytes)
+    config: EmbeddingModelInfo
+    history: pd.DataFrame  # one row per epoch: mean losses, throughput, timings, val_map5 / val_threshold
+
+
+class TrainingSummary(TypedDict):
+    """The numbers of a run that the metadata shows beside the history."""
+
+    val_map5: float
+    val_threshold: float
+    baseline_new_whale_map5: float
+    baseline_pixel_nn_map5: float
+    baseline_pixel_nn_threshold: float
+    baseline_seconds: float
+    parameters: int
+    classes: int
+    training_items: int
+    training_photos: int
+    validation_photos: int
+    resumed_from_epoch: int
+    train_seconds: float
+    wall_seconds: float
+    run_key: str
+
+
+def pixel_nearest_neighbour_baseline(data: TrainingData) -> tuple[float, float]:
+    """MAP@5 (and the tuned threshold) of whole-crop pixel nearest neighbours, ranked like the model."""
+    gallery = pixel_vectors(data.tensors[np.asarray(data.train_rows)], PIXEL_BASELINE_SIZE)
+    queries = pixel_vectors(data.tensors[np.asarray(data.val_rows)], PIXEL_BASELINE_SIZE)
+    validation = rank_and_score(gallery, data.train_labels, queries, data.val_labels)
+    return validation.map5, validation.threshold
+
+
+def run_key(config: TrainingConfig, data: TrainingData) -> str:
+    """Names the checkpoint folder: a resumed run must have the same code, config and training photos.
+
+    Keyed by the crops the run learns from (in manifest order), not by their row numbers or the rest of the
+    store, so new test photos leave the key alone and the finished run is found instead of trained again.
+    """
+    return stable_digest(
+        CODE_VERSION,
+        config.to_dict(),
+        content_version(np.asarray(data.tensors[np.asarray(data.train_rows, dtype=np.int64)])),
+        data.train_labels,
+        content_version(np.asarray(data.tensors[np.asarray(data.val_rows, dtype=np.int64)])),
+        data.val_labels,
+    )
+
+
+def train_embedding_artifact(
+    fluke_tensors: TensorsForTraining,
+    training_manifest: pd.DataFrame,
+    config: TrainingConfig,
+    device: torch.device,
+    checkpoint_root: Path,
+    log: Callable[[str], None] = print,
+) -> tuple[EmbeddingModel, TrainingSummary]:
+    """Train (resuming when a checkpoint of the same run exists under `checkpoint_root`) and score the baselines.
+
+    Returns the artifact value and a summary of numbers for the metadata.
+    """
+    started = time.perf_counter()
+    data = prepare_training_data(fluke_tensors["tensors"], fluke_tensors["index"], training_manifest)
+    key = run_key(config, data)
+    result = train_embedding(
+        data, config, device, checkpoint_dir=Path(checkpoint_root) / key, run_key=key, log=log
+    )
+    history = result.history
+    validated = history.dropna(subset=["val_map5"])
+    final = validated.iloc[-1] if len(validated) else None
+    baseline_started = time.perf_counter()
+    pixel_map5, pixel_threshold = pixel_nearest_neighbour_baseline(data)
+    summary = TrainingSummary(
+        val_map5=float(final["val_map5"]) if final is not None else float("nan"),
+        val_threshold=float(final["val_threshold"]) if final is not None else float("nan"),
+        baseline_new_whale_map5=frequent_whale_baseline(
+            data.train_labels, validation_truths(data.val_labels, data.train_labels)
+        ),
+        baseline_pixel_nn_map5=pixel_map5,
+        baseline_pixel_nn_threshold=pixel_threshold,
+        baseline_seconds=time.perf_counter() - baseline_started,
+        parameters=parameter_count(result.model),
+        classes=result.classes,
+        training_items=result.items,
+        training_photos=len(data.train_rows),
+        validation_photos=len(data.val_rows),
+        resumed_from_epoch=result.resumed_from_epoch,
+        train_seconds=result.seconds,
+        wall_seconds=time.perf_counter() - started,
+        run_key=key,
+    )
+    info = EmbeddingModelInfo(
+        model=result.spec.to_dict(),
+        training=config.to_dict(),
+        input={
+            "channels": int(data.tensors.shape[1]),
+            "height": int(data.tensors.shape[2]),
+            "width": int(data.tensors.shape[3]),
+        },
+        embedding_dim=int(result.model.embedding_dim),
+        flip_tta_concatenates=bool(config.flip_as_new_class),
+        val_map5=summary["val_map5"],
+        val_threshold=summary["val_threshold"],
+        code_version=CODE_VERSION,
+    )
+    value = EmbeddingModel(weights=weights_to_bytes(result.model), config=info, history=history)
+    return value, summary
+
+
+def artifact_version(value: EmbeddingModel) -> str:
+    """The data version follows what downstream uses (weights and config), not the history's timings, so a run
+    that finds its finished checkpoint leaves the gallery and everything after it fresh."""
+    return content_version({"weights": value["weights"], "config": value["config"]})
+
+
+def history_figures(history: pd.DataFrame) -> dict:
+    """Whole-run figures of the per-epoch history: batch make-up, throughput, where step time went, and the
+    two training sanity counts (steps skipped for a zero loss, parameters the first step's gradient missed)."""
+    load, compute = history["load_seconds"].sum(), history["compute_seconds"].sum()
+    return {
+        "same_label_pair_share": round(float(history["same_label_share"].mean()), 4),
+        "images_per_second": round(float(history["images_per_sec"].mean()), 1),
+        "load_share_of_step_time": round(float(load / max(1e-9, load + compute)), 4),
+        "skipped_zero_loss_steps": int(history["skipped_steps"].sum()),
+        "layers_without_gradient": int(history["layers_without_gradient"].max()),
+    }
+
+
+def comparison_table(summary: TrainingSummary) -> pd.DataFrame:
+    """Validation MAP@5 of the model and the two baselines, side by side."""
+    return pd.DataFrame(
+        {
+            "method": ["embedding model", "pixel nearest neighbours", "new_whale + top 4"],
+            "val_map5": [
+                round(summary["val_map5"], 4),
+                round(summary["baseline_pixel_nn_map5"], 4),
+                round(summary["baseline_new_whale_map5"], 4),
+            ],
+        }
+    )

@@ -1,0 +1,123 @@
+"""One checkpoint dict per training run: what it holds, how a run starts or resumes from it, and how it is saved.
+
+The dict (as in nanoGPT's train.py) holds the run key, the last finished epoch, the state of the model, the
+loss (its class centres), the optimiser and the schedule, the per-class sampling weights, the history so far and
+the config. It holds only tensors and plain Python values, so it is read with `torch.load(weights_only=True)`:
+a file that would need to unpickle anything else is refused and the run starts afresh. It is written atomically
+(`core.files.atomic_path`), so a run killed mid-write leaves the previous epoch's checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from core.files import atomic_path
+from models.embedding import EmbeddingSpec, FlukeEmbedder, build_embedding_model
+from models.losses import EmbeddingLosses, build_losses
+from models.optimizer import build_optimizer
+
+if TYPE_CHECKING:
+    from models.training import TrainingConfig
+
+CHECKPOINT_NAME = "last.pt"
+
+
+@dataclass
+class TrainingRun:
+    """A run in progress: what the checkpoint saves, and `epochs_done`, the epoch the loop goes on from."""
+
+    spec: EmbeddingSpec
+    model: FlukeEmbedder
+    loss_fn: EmbeddingLosses
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    class_weights: np.ndarray
+    history: list[dict] = field(default_factory=list)
+    epochs_done: int = 0
+
+
+def new_run(
+    config: TrainingConfig, in_channels: int, num_classes: int, total_steps: int, device: torch.device
+) -> TrainingRun:
+    """A fresh run: the network and the loss initialised from `config.seed`, an optimiser with no steps."""
+    torch.manual_seed(config.seed)
+    spec = config.embedding_spec(in_channels=in_channels)
+    model = build_embedding_model(spec).to(device)
+    loss_fn = build_losses(config, num_classes, model.embedding_dim).to(device)
+    if device.type == "cuda" and config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer, scheduler = build_optimizer(model, loss_fn, config, total_steps)
+    return TrainingRun(spec, model, loss_fn, optimizer, scheduler, class_weights=np.ones(num_classes))
+
+
+def start_or_resume(
+    config: TrainingConfig,
+    in_channels: int,
+    num_classes: int,
+    total_steps: int,
+    device: torch.device,
+    checkpoint: Path | None,
+    run_key: str,
+    log: Callable[[str], None] = print,
+) -> TrainingRun:
+    """A fresh run, carried on from `checkpoint` when that file is a checkpoint of this run (same run key)."""
+    run = new_run(config, in_channels, num_classes, total_steps, device)
+    if checkpoint is None or not Path(checkpoint).exists():
+        return run
+    state = load_checkpoint(checkpoint, device)
+    if state is None:
+        log(f"ignoring {checkpoint}: it holds more than tensors and plain values")
+    elif state.get("run_key") != run_key:
+        log(f"ignoring {checkpoint}: it belongs to another run (config or data changed)")
+    else:
+        resume(run, state)
+        log(f"resumed from {checkpoint} after epoch {run.epochs_done}")
+    return run
+
+
+def checkpoint_state(run: TrainingRun, run_key: str, config: TrainingConfig) -> dict:
+    """The one checkpoint dict, after epoch `run.epochs_done` (counted from 1)."""
+    return {
+        "run_key": run_key,
+        "epoch": run.epochs_done - 1,  # the last finished epoch, counted from 0
+        "model": run.model.state_dict(),
+        "loss": run.loss_fn.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "class_weights": [float(w) for w in run.class_weights],  # plain floats: float64 round-trips exactly
+        "history": run.history,
+        "config": config.to_dict(),
+    }
+
+
+def resume(run: TrainingRun, state: dict) -> None:
+    """Put a checkpoint dict's states into `run` (in place)."""
+    run.model.load_state_dict(state["model"])
+    run.loss_fn.load_state_dict(state["loss"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.class_weights = np.asarray(state["class_weights"], dtype=np.float64)
+    run.history = list(state["history"])
+    run.epochs_done = int(state["epoch"]) + 1
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write the dict to `path` atomically: a reader sees the previous checkpoint or this one, never half."""
+    with atomic_path(Path(path)) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict | None:
+    """The checkpoint dict at `path`, its tensors on `device`; None when the file needs arbitrary unpickling
+    (a pickled object, or a checkpoint of the earlier format with numpy arrays), which is never run."""
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        return None

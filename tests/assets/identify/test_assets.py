@@ -1,0 +1,109 @@
+"""The identify stage in Dagster: gallery_index, validation_report and submission materialize from stand-in
+upstream artifacts (a small untrained embedding model), with their metadata and checks; the score against the
+generator's truth is on a check, not on the submission."""
+
+import pandas as pd
+import pytest
+import torch
+from dagster import asset, instance_for_test, materialize
+
+from core.resources import ComputeDevice, FlukeData, FlukeStorage
+from models.embedding import EmbeddingSpec, build_embedding_model, weights_to_bytes
+from pipelines.definitions import chain_part
+from pipelines.io_managers import ArtifactIOManager
+from tests.assets.identify.world import duplicate_groups_of_world, make_world, truth_file
+
+STAGE = ["gallery_index", "validation_report", "submission"]
+
+
+def upstream(world: dict) -> list:
+    """Stand-ins for the assets before this stage, returning the world's artifacts."""
+    torch.manual_seed(0)
+    model = build_embedding_model(EmbeddingSpec(backbone="tiny_resnet", embedding_dim=8, head_hidden=16))
+    groups = {**duplicate_groups_of_world(), "groups": pd.DataFrame({"image": ["w5_0.jpg"], "group": [0]})}
+    values = {
+        "raw_images": world["raw_images"],
+        "training_manifest": world["training_manifest"],
+        "fluke_tensors": world["fluke_tensors"],
+        "embedding_model": {"weights": weights_to_bytes(model), "config": {"model": model.spec.to_dict()}},
+        "duplicate_groups": groups,
+    }
+
+    def stand_in(name):
+        @asset(name=name)
+        def _value():
+            return values[name]
+
+        return _value
+
+    return [stand_in(name) for name in values]
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory):
+    work = tmp_path_factory.mktemp("identify")
+    world = make_world(work / "data")
+    truth_file(world)
+    storage = str(work / "storage")
+    resources = {
+        "data": FlukeData(data_dir=str(world["root"])),
+        "storage": FlukeStorage(storage_dir=storage),
+        "device": ComputeDevice(device="cpu"),
+        "io_manager": ArtifactIOManager(storage_dir=storage),
+    }
+    run_config = {
+        "ops": {
+            "gallery_index": {"config": {"batch_size": 16}},
+            "validation_report": {"config": {"k": 10, "sweep_points": 11, "workers": 1}},
+            "submission": {"config": {"k": 10}},
+        }
+    }
+    with instance_for_test() as instance:
+        result = materialize(
+            [*upstream(world), *chain_part(*STAGE)],
+            resources=resources,
+            run_config=run_config,
+            instance=instance,
+        )
+        assert result.success
+        events = {
+            e.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        yield {"events": events, "checks": checks, "storage": work / "storage"}
+
+
+def test_the_stage_materializes_with_its_metadata(materialized):
+    events = materialized["events"]
+    gallery = events["gallery_index"]
+    assert gallery["gallery_size"].value == 19 and gallery["embedded"].value == 19
+    report = events["validation_report"]
+    # Keys the UI test, the README and `flukeid outputs` read.
+    for key in ("map5", "threshold", "baseline_pixel_nn", "threshold_sweep", "per_rank_plot", "comparison"):
+        assert key in report
+    assert (
+        report["verified_pairs"].value
+        == report["verified_pairs_from_cache"].value + report["verified_pairs"].value
+    )
+    assert "verification_weights" in report
+    submission = events["submission"]
+    assert submission["rows"].value == 9 and submission["rows_fallback"].value == 1
+    assert "test_map5" not in submission  # ground truth stays out of the production asset
+    assert (materialized["storage"] / "submission.csv").exists()
+    assert (materialized["storage"] / "validation_report" / "summary.json").exists()
+
+
+def test_the_checks_run_and_the_truth_check_scores(materialized):
+    checks = materialized["checks"]
+    assert {
+        "validation_beats_new_whale_baseline",
+        "submission_complete",
+        "submission_well_formed",
+        "submission_known_labels",
+        "submission_matches_generator_truth",
+    } <= set(checks)
+    for name in ("submission_complete", "submission_well_formed", "submission_known_labels"):
+        assert checks[name].passed, name
+    truth = checks["submission_matches_generator_truth"]
+    assert truth.passed and 0 <= truth.metadata["test_map5"].value <= 1

@@ -1,0 +1,126 @@
+"""Validation: the fold split, baselines, and the report end to end on a hand-made world (known patterns as
+"whales", a stand-in embedder handed in instead of the trained model)."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from assets.identify.gallery import inlier_cache
+from assets.identify.report import (
+    ReportSettings,
+    comparison_table,
+    report_figures,
+    validate,
+    validation_split,
+)
+from core.constants import NEW_WHALE
+from models.baselines import frequent_whale_baseline, pixel_vectors
+from tests.assets.identify.world import flat_embed, make_world
+
+
+@pytest.fixture
+def world(tmp_path):
+    return make_world(tmp_path / "data")
+
+
+def run_validation(world, cache=None, **settings):
+    return validate(
+        world["gallery_index"],
+        world["fluke_tensors"],
+        world["training_manifest"],
+        world["raw_images"],
+        world["root"],
+        flat_embed,
+        ReportSettings(**settings),
+        cache,
+    )
+
+
+def test_validation_split_maps_unseen_individuals_to_new_whale(world):
+    train_gallery, queries = validation_split(
+        world["training_manifest"], world["gallery_index"]["gallery"], world["fluke_tensors"]["index"]
+    )
+    assert set(train_gallery["image"]) == {f"w{i}_{s}.jpg" for i in range(6) for s in range(2)}
+    truths = dict(zip(queries["image"], queries["truth"]))
+    assert truths["w3_2.jpg"] == "w_3"
+    assert truths["w6_0.jpg"] == NEW_WHALE  # w_6 has no train-fold photo
+    assert truths["nw0.jpg"] == NEW_WHALE
+    assert len(queries) == 6 + 1 + 2
+    # Known val photos reuse their gallery row; val new_whale photos need embedding.
+    assert (queries.loc[queries["label"] == NEW_WHALE, "gallery_row"] == -1).all()
+    assert (queries.loc[queries["label"] != NEW_WHALE, "gallery_row"] >= 0).all()
+
+
+def test_frequent_baseline_is_new_whale_then_most_frequent():
+    labels = ["a", "a", "a", "b", "b", "c", "d", "e"]
+    # rows are [new_whale, a, b, c, d]
+    expected = (1 + 1 / 2 + 1 / 5 + 0) / 4
+    assert frequent_whale_baseline(labels, [NEW_WHALE, "a", "d", "e"]) == pytest.approx(expected)
+
+
+def test_pixel_baseline_is_unit_matches_identical_images_and_the_report_numbers():
+    rng = np.random.default_rng(2)
+    images = rng.integers(0, 256, size=(3, 3, 40, 60), dtype=np.uint8)
+    images[2] = images[0]
+    features = pixel_vectors(images, size=(8, 8))
+    assert features.shape == (3, 64)
+    assert np.allclose(np.linalg.norm(features, axis=1), 1.0, atol=1e-5)
+    assert features[0] @ features[2] == pytest.approx(1.0, abs=1e-5)
+    assert features[0] @ features[1] < 0.5
+    # Bit for bit what the report computed before it used models.baselines (its own pixel_features).
+    grey = torch.from_numpy(np.asarray(images, dtype=np.float32)).mean(dim=1, keepdim=True)
+    small = F.adaptive_avg_pool2d(grey, (8, 8)).flatten(1)
+    small = small - small.mean(dim=1, keepdim=True)
+    before = (small / small.norm(dim=1, keepdim=True).clamp_min(1e-6)).numpy().astype(np.float32)
+    assert np.array_equal(features, before)
+
+
+def test_validation_report_end_to_end(world):
+    run = run_validation(world, k=10, sweep_points=21)
+    value = run.value
+    summary = value["summary"]
+    assert set(value) == {"summary", "per_rank", "sweep", "predictions"}
+    # Distinct noisy patterns are easy for pixel embeddings: the model stand-in finds every known whale.
+    assert summary["map5_known"] == pytest.approx(1.0)
+    assert (
+        summary["queries"] == 9
+        and summary["queries_new_whale"] == 3
+        and summary["queries_unseen_individuals"] == 1
+    )
+    assert summary["map5"] > summary["baselines"]["new_whale_frequent"]
+    assert summary["map5_without_crop"] is not None and 0 <= summary["map5_without_crop"] <= 1
+    assert 0 <= summary["baselines"]["pixel_nn"] <= 1
+    assert value["per_rank"]["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert all(len(set(ids.split())) == 5 for ids in value["predictions"]["Id"])
+    # 8 x 16 crops hold no SIFT keypoints: every weight ties and the smallest, 0 (the embedding alone), is kept.
+    assert summary["verification"]["weight"] == 0.0
+    assert summary["verification"]["candidates"] == ReportSettings().verify_candidates
+    assert summary["map5"] == summary["map5_embedding_only"]
+    assert len(comparison_table(run)) == 5 and report_figures(run)["verification_weight"] == 0.0
+    assert set(run.by_weight) == set(ReportSettings().verification_weights)
+
+
+def test_validation_report_reuses_verified_pairs_on_a_rerun(world, tmp_path):
+    cache = inlier_cache(lambda stage: tmp_path / "cache" / stage)
+    first = run_validation(world, cache, k=10, sweep_points=11, compare_without_crop=False)
+    again = run_validation(world, cache, k=10, sweep_points=11, compare_without_crop=False)
+    assert first.verify_stats["pairs"] > 0 and first.verify_stats["pairs_from_cache"] == 0
+    assert again.verify_stats["pairs_from_cache"] == again.verify_stats["pairs"]
+    assert again.value["summary"] == first.value["summary"]
+    figures = report_figures(again)
+    assert figures["verified_pairs_from_cache"] == figures["verified_pairs"]
+
+
+def test_validation_report_without_verification_reports_none(world):
+    run = run_validation(world, k=10, sweep_points=11, verify_candidates=0)
+    summary = run.value["summary"]
+    assert summary["verification"] is None
+    assert summary["map5"] == summary["map5_embedding_only"]
+    assert run.by_weight == {} and "verification_weight" not in report_figures(run)
+
+
+def test_validation_report_without_crop_comparison(world):
+    run = run_validation(world, k=10, sweep_points=11, compare_without_crop=False)
+    assert run.value["summary"]["map5_without_crop"] is None
+    assert 0 <= run.value["summary"]["baselines"]["pixel_nn"] <= 1
