@@ -25,7 +25,7 @@ from models.embedding import parameter_count, weights_to_bytes
 from models.epoch_validation import rank_and_score, validation_truths
 from models.training import TrainingConfig, TrainingData, prepare_training_data, train_embedding
 
-CODE_VERSION = "embedding_model-1"
+CODE_VERSION = "embedding_model-2"  # -2: per-epoch validation tuned by models.retrieval (101 points)
 PIXEL_BASELINE_SIZE = (16, 32)  # height, width of the downscaled crops the pixel baseline compares
 # What this stage reads of `training_manifest` (declared by the folds stage, which it does not import).
 MANIFEST_COLUMNS_READ = ["image", "label", "fold"]
