@@ -102,3 +102,8 @@ def _plain(value):
     if isinstance(value, (int, float, bool, str)):
         return value
     return str(value)
+
+
+def json_metadata(value: object) -> MetadataValue:
+    """A JSON-able value (a summary, settings) shown inline, collapsible."""
+    return MetadataValue.json(value)

@@ -13,6 +13,7 @@ ASSETS = [
     "fluke_detector",
     "fluke_boxes",
     "fluke_tensors",
+    "fluke_keypoints",
     "embedding_model",
     "gallery_index",
     "validation_report",

@@ -9,42 +9,26 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     Config,
-    DagsterType,
     DataVersion,
     Output,
     asset,
     asset_check,
-    make_python_type_usable_as_dagster_type,
 )
 from pydantic import Field
 
 from assets.crop.crops import (
     CODE_VERSION,
     CropSettings,
-    FlukeTensors,
     build_tensors,
     missing_tensor_rows,
     tensor_contact_sheet,
 )
 from core.caches import ArrayCache
+from core.dagster_types import FlukeTensors, RawImages
 from core.digests import content_version
 from core.profiles import asset_version
 from core.reporting import image_metadata
 from core.resources import FlukeData, FlukeStorage
-
-# Dagster checks a value against its annotation with isinstance, which a TypedDict refuses: a dict holding the
-# declared parts passes instead.
-make_python_type_usable_as_dagster_type(
-    FlukeTensors,
-    DagsterType(
-        type_check_fn=lambda _context, value: (
-            isinstance(value, dict) and FlukeTensors.__required_keys__ <= set(value)
-        ),
-        name="FlukeTensors",
-        typing_type=FlukeTensors,
-        description="assets.crop.crops.FlukeTensors: tensors (uint8 N x C x H x W) and index (row, image, split)",
-    ),
-)
 
 
 class FlukeTensorsConfig(Config):
@@ -84,7 +68,7 @@ def fluke_tensors(
     config: FlukeTensorsConfig,
     data: FlukeData,
     storage: FlukeStorage,
-    raw_images: dict,
+    raw_images: RawImages,
     fluke_boxes: pd.DataFrame,
 ) -> Output[FlukeTensors]:
     settings = config.settings()
@@ -125,7 +109,7 @@ def tensors_metadata(tensors: np.ndarray, stats: dict, fluke_boxes: pd.DataFrame
     additional_ins={"raw_images": AssetIn("raw_images")},
     description="Every accepted photo has a tensor row, and the index matches the array.",
 )
-def fluke_tensors_complete(fluke_tensors: FlukeTensors, raw_images: dict) -> AssetCheckResult:
+def fluke_tensors_complete(fluke_tensors: FlukeTensors, raw_images: RawImages) -> AssetCheckResult:
     tensors, index = fluke_tensors["tensors"], fluke_tensors["index"]
     missing = missing_tensor_rows(tensors, index, raw_images["images"])
     rows_match = len(index) == len(tensors) and index["row"].is_unique

@@ -12,30 +12,18 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from core.artifacts import TENSOR_INDEX_COLUMNS
 from core.caches import ArrayCache, cached_map
 from core.digests import stable_digest
 from core.parallel import parallel_map
 
 CODE_VERSION = "fluke_tensors-1"
 RESAMPLE = Image.Resampling.BILINEAR
-
-
-# The `fluke_tensors` index: tensor row, photo, split (in `raw_images["images"]` order).
-INDEX_COLUMNS = ["row", "image", "split"]
-
-
-class FlukeTensors(TypedDict):
-    """The `fluke_tensors` value: uint8 `tensors` N x C x H x W (memory-mapped when loaded back) and `index`
-    (`INDEX_COLUMNS`), one row per accepted photo."""
-
-    tensors: np.ndarray
-    index: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -192,7 +180,8 @@ def build_tensors(
     cache: ArrayCache | None = None,
     workers: int | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """(uint8 N x C x H x W tensors, index (`INDEX_COLUMNS`), stats: computed, cached, seconds, decode_seconds).
+    """(uint8 N x C x H x W tensors, index (`TENSOR_INDEX_COLUMNS`), stats: computed, cached, seconds,
+    decode_seconds).
 
     Per-photo results are cached by (content hash, crop window, settings, version): a new photo or a moved box
     costs only itself. The missing crops are made over `workers` processes.
@@ -219,7 +208,7 @@ def build_tensors(
             "image": manifest["image"].to_numpy(),
             "split": manifest["split"].to_numpy(),
         },
-        columns=INDEX_COLUMNS,
+        columns=TENSOR_INDEX_COLUMNS,
     )
     stats = {
         "computed": computed,

@@ -12,40 +12,24 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     Config,
-    DagsterType,
     DataVersion,
     MetadataValue,
     Output,
     asset,
     asset_check,
-    make_python_type_usable_as_dagster_type,
 )
 from pydantic import Field
 
-from assets.dedup.groups import DuplicateGroups, alias_conflicts, find_duplicates, group_statistics
+from assets.dedup.groups import alias_conflicts, find_duplicates, group_statistics
 from assets.dedup.pairs import DedupSettings
 from assets.dedup.phash import HashSettings, hash_cache, hash_images
 from assets.dedup.sheets import pairs_contact_sheet
 from assets.dedup.truth import TRUTH_FILE, meets_truth, truth_scores
+from core.dagster_types import DuplicateGroups, RawImages
 from core.digests import content_version
 from core.profiles import asset_version
 from core.reporting import figure_metadata, image_metadata, table_metadata
 from core.resources import FlukeData, FlukeStorage
-
-# Dagster type-checks values against annotations with isinstance, which a TypedDict refuses: map it to a check
-# of its parts instead (before any asset below names it).
-make_python_type_usable_as_dagster_type(
-    DuplicateGroups,
-    DagsterType(
-        type_check_fn=lambda _, value: (
-            isinstance(value, dict)
-            and all(isinstance(value.get(part), pd.DataFrame) for part in DuplicateGroups.__required_keys__)
-        ),
-        name="DuplicateGroups",
-        description="dict of DataFrames: groups, aliases, test_matches (assets/dedup/groups.py)",
-        typing_type=DuplicateGroups,
-    ),
-)
 
 # ---------------------------------------------------------------------------------------------------------------
 # image_hashes
@@ -120,11 +104,11 @@ def image_hashes_metadata(table: pd.DataFrame, stats: dict) -> dict:
 def image_hashes(
     context: AssetExecutionContext,
     config: ImageHashesConfig,
-    raw_images: dict,
+    raw_images: RawImages,
     data: FlukeData,
     storage: FlukeStorage,
 ) -> Output[pd.DataFrame]:
-    # The table's columns: `assets.dedup.phash.HASH_COLUMNS`.
+    # The table's columns: `core.artifacts.HASH_COLUMNS`.
     cache = hash_cache(storage.cache_dir("image_hashes"))
     table, stats = hash_images(
         raw_images["images"],
@@ -239,7 +223,7 @@ def duplicate_groups_metadata(
 def duplicate_groups(
     context: AssetExecutionContext,
     config: DuplicateGroupsConfig,
-    raw_images: dict,
+    raw_images: RawImages,
     image_hashes: pd.DataFrame,
     data: FlukeData,
 ) -> Output[DuplicateGroups]:
@@ -263,7 +247,7 @@ def duplicate_groups(
     description="No duplicate group mixes two known ids unless they are recorded as aliases of one another.",
 )
 def duplicate_groups_aliases_recorded(
-    raw_images: dict, duplicate_groups: DuplicateGroups
+    raw_images: RawImages, duplicate_groups: DuplicateGroups
 ) -> AssetCheckResult:
     conflicts = alias_conflicts(raw_images["images"], duplicate_groups)
     return AssetCheckResult(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 import pandas as pd
@@ -17,22 +16,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from assets.dedup.pairs import DedupSettings, candidate_pairs, hashes_to_codes, load_thumbnails, verify_pairs
+from core.artifacts import ALIAS_COLUMNS, GROUP_COLUMNS, MATCH_COLUMNS, DuplicateGroups
 from core.constants import NEW_WHALE
-
-# One row per photo: its group (numbered by representative), whether it represents the group, the group's label.
-GROUP_COLUMNS = ["image", "split", "group", "representative", "label"]
-# One row per known id that a group joins to another: the id and the canonical id it stands for.
-ALIAS_COLUMNS = ["label", "canonical"]
-# One row per test photo grouped with train photos: the nearest train member, the group's label, pHash bits.
-MATCH_COLUMNS = ["image", "train_image", "label", "distance"]
-
-
-class DuplicateGroups(TypedDict):
-    """The `duplicate_groups` artifact (a folder of three parquet tables)."""
-
-    groups: pd.DataFrame  # GROUP_COLUMNS
-    aliases: pd.DataFrame  # ALIAS_COLUMNS
-    test_matches: pd.DataFrame  # MATCH_COLUMNS
 
 
 def component_labels(count: int, pairs: pd.DataFrame) -> np.ndarray:

@@ -18,14 +18,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from core.artifacts import HASH_COLUMNS
 from core.caches import ValueCache, cached_map
 from core.digests import stable_digest
 from core.parallel import parallel_map
 
 # Bump when the hash of a given file could change: the cache key includes it.
 HASH_VERSION = "phash-1"
-# The `image_hashes` table, one row per accepted photo: phash is 16 hex characters (64 bits).
-HASH_COLUMNS = ["image", "split", "content_hash", "phash"]
 # The cache under `storage.cache_dir("image_hashes")`: a parquet table of (key, phash).
 HASH_CACHE_FILE = "hashes.parquet"
 

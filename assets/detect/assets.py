@@ -10,40 +10,25 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     Config,
-    DagsterType,
     DataVersion,
     MetadataValue,
     Output,
     asset,
     asset_check,
-    make_python_type_usable_as_dagster_type,
 )
 from pydantic import Field
 
 from assets.detect import boxes as bx
 from assets.detect import training as tr
-from assets.detect.boxes import BoxSettings, FlukeDetector
+from assets.detect.boxes import BoxSettings
 from assets.detect.sheets import box_contact_sheet
 from assets.detect.training import DetectorRun, DetectorSettings
 from assets.detect.truth import TRUTH_FILE, compare_with_truth
+from core.dagster_types import FlukeDetector, RawImages
 from core.digests import content_version
 from core.profiles import asset_version
 from core.reporting import figure_metadata, image_metadata
 from core.resources import ComputeDevice, FlukeData, FlukeStorage
-
-# Dagster checks a value against its annotation with isinstance, which a TypedDict refuses: a dict holding the
-# declared parts passes instead.
-make_python_type_usable_as_dagster_type(
-    FlukeDetector,
-    DagsterType(
-        type_check_fn=lambda _context, value: (
-            isinstance(value, dict) and FlukeDetector.__required_keys__ <= set(value)
-        ),
-        name="FlukeDetector",
-        typing_type=FlukeDetector,
-        description="assets.detect.boxes.FlukeDetector: info, and weights when a model exists",
-    ),
-)
 
 
 def _settings(config: Config, kind: type):
@@ -114,7 +99,7 @@ def fluke_detector(
     data: FlukeData,
     storage: FlukeStorage,
     device: ComputeDevice,
-    raw_images: dict,
+    raw_images: RawImages,
 ) -> Output[FlukeDetector]:
     settings = config.settings()
     run = tr.fit_fluke_detector(
@@ -207,10 +192,10 @@ def fluke_boxes(
     data: FlukeData,
     storage: FlukeStorage,
     device: ComputeDevice,
-    raw_images: dict,
+    raw_images: RawImages,
     fluke_detector: FlukeDetector,
 ) -> Output[pd.DataFrame]:
-    # The value: `assets.detect.boxes.BOX_COLUMNS`, one row per accepted photo.
+    # The value: `core.artifacts.BOX_COLUMNS`, one row per accepted photo.
     manifest = raw_images["images"]
     settings = config.settings()
     boxes, stats = bx.detect_fluke_boxes(
@@ -280,7 +265,7 @@ def draw_area_shares(ax, shares: np.ndarray) -> None:
     additional_ins={"raw_images": AssetIn("raw_images")},
     description="Every accepted photo has exactly one box, inside the photo and with positive area.",
 )
-def fluke_boxes_inside_images(fluke_boxes: pd.DataFrame, raw_images: dict) -> AssetCheckResult:
+def fluke_boxes_inside_images(fluke_boxes: pd.DataFrame, raw_images: RawImages) -> AssetCheckResult:
     bad = bx.invalid_boxes(fluke_boxes, raw_images["images"])
     return AssetCheckResult(
         passed=bad.empty,
@@ -298,7 +283,7 @@ def fluke_boxes_inside_images(fluke_boxes: pd.DataFrame, raw_images: dict) -> As
     "no worse than whole photos. Passes with 'no truth file' on real data.",
 )
 def fluke_boxes_match_generator_truth(
-    data: FlukeData, fluke_boxes: pd.DataFrame, raw_images: dict
+    data: FlukeData, fluke_boxes: pd.DataFrame, raw_images: RawImages
 ) -> AssetCheckResult:
     comparison = compare_with_truth(fluke_boxes, raw_images["images"], data.root, split="test")
     if comparison is None:

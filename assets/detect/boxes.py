@@ -8,29 +8,18 @@ one below `min_confidence`, means the whole photo with `fallback=True` and a rea
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NotRequired, TypedDict
 
 import numpy as np
 import pandas as pd
 
+from core.artifacts import BOX_COLUMNS, FlukeDetector
 from core.caches import RecordCache, cached_map
 from core.digests import stable_digest
 from models import detector as det
 
 CODE_VERSION = "fluke_boxes-1"
-# The `fluke_boxes` table: one row per accepted photo (in `raw_images["images"]` order), its box in original
-# pixels, the detector's confidence, and whether (and why) the whole photo stands in for a box.
-BOX_COLUMNS = ["image", "split", "x0", "y0", "x1", "y1", "confidence", "fallback", "fallback_reason"]
 # What the per-photo cache holds beside its `key` (the photo's name and split are not part of what it computed).
 CACHED_COLUMNS = ["x0", "y0", "x1", "y1", "confidence", "fallback", "fallback_reason"]
-
-
-class FlukeDetector(TypedDict):
-    """The `fluke_detector` value: `info` (trained or not and why, settings, held-out mAP, `version`, the training
-    history) and, when a model exists, its ultralytics `weights` (.pt bytes)."""
-
-    info: dict
-    weights: NotRequired[bytes]
 
 
 @dataclass(frozen=True)

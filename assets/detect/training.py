@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from assets.detect.annotations import annotated_content, prepare_annotations, read_annotations
-from assets.detect.boxes import FlukeDetector
+from core.artifacts import FlukeDetector
 from core.caches import memoized_artifact
 from core.digests import stable_digest
 from models import detector as det

@@ -7,50 +7,24 @@ from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
     Config,
-    DagsterType,
     DataVersion,
     Output,
     asset,
     asset_check,
-    make_python_type_usable_as_dagster_type,
 )
 from pydantic import Field
 
 from assets.folds.manifest import (
-    DuplicateGroupsRead,
     FoldSettings,
-    IngestedPhotos,
     build_training_manifest,
     known_photos_per_individual,
     manifest_statistics,
     untrained_val_individuals,
 )
+from core.dagster_types import DuplicateGroups, RawImages
 from core.digests import content_version
 from core.profiles import asset_version
 from core.reporting import draw_photos_per_individual, figure_metadata, table_metadata
-
-
-def register_typed_dict(declared: type) -> None:
-    """Make a TypedDict usable as an annotation of assets and checks. Dagster type-checks values against
-    annotations with isinstance, which a TypedDict refuses: check instead that the value is a dict holding each
-    declared part as a DataFrame. Call it before any asset below names the type."""
-    parts = sorted(declared.__required_keys__)
-
-    def holds_parts(_context, value) -> bool:
-        return isinstance(value, dict) and all(isinstance(value.get(part), pd.DataFrame) for part in parts)
-
-    dagster_type = DagsterType(
-        type_check_fn=holds_parts,
-        name=declared.__name__,
-        description=f"dict of DataFrames: {', '.join(parts)}",
-        typing_type=declared,
-    )
-    make_python_type_usable_as_dagster_type(declared, dagster_type)
-
-
-# What this stage reads of its upstream values, declared here (the stages that make them are not imported).
-register_typed_dict(IngestedPhotos)
-register_typed_dict(DuplicateGroupsRead)
 
 
 class TrainingManifestConfig(Config):
@@ -106,8 +80,8 @@ def training_manifest_metadata(manifest: pd.DataFrame, stats: dict) -> dict:
 def training_manifest(
     context: AssetExecutionContext,
     config: TrainingManifestConfig,
-    raw_images: IngestedPhotos,
-    duplicate_groups: DuplicateGroupsRead,
+    raw_images: RawImages,
+    duplicate_groups: DuplicateGroups,
 ) -> Output[pd.DataFrame]:
     manifest = build_training_manifest(duplicate_groups["groups"], config.settings())
     raw_train = int((raw_images["images"]["split"] == "train").sum())

@@ -12,34 +12,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TypedDict
 
 import numpy as np
 import pandas as pd
 
+from core.artifacts import TRAINING_MANIFEST_COLUMNS
 from core.constants import NEW_WHALE
-
-# The value of `training_manifest`, one row per kept train photo: `label` is the canonical label, `fold` is
-# "train" or "val", `individual_photos` the kept photos of that individual (1 for new_whale: each is its own
-# unknown).
-TRAINING_MANIFEST_COLUMNS = ["image", "label", "fold", "individual_photos"]
-# The columns read of duplicate_groups["groups"] (one row per photo, train and test).
-GROUP_COLUMNS = ["image", "split", "group", "representative", "label"]
-
-
-class IngestedPhotos(TypedDict):
-    """What this stage reads of `raw_images` (declared by the ingest stage, which it does not import):
-    `images`, the accepted photos, of which it counts those with `split == "train"`."""
-
-    images: pd.DataFrame
-
-
-class DuplicateGroupsRead(TypedDict):
-    """What this stage reads of `duplicate_groups` (declared by the dedup stage, which it does not import):
-    `groups`, one row per photo with `GROUP_COLUMNS`: its duplicate `group`, whether it is the group's
-    `representative`, and the group's canonical `label`."""
-
-    groups: pd.DataFrame
 
 
 @dataclass(frozen=True)

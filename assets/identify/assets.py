@@ -2,7 +2,6 @@
 checks. Each asset reads its inputs, makes one call into the stage's plain code and describes the result."""
 
 import time
-from functools import partial
 
 import pandas as pd
 from dagster import (
@@ -11,13 +10,11 @@ from dagster import (
     AssetExecutionContext,
     AssetIn,
     Config,
-    DagsterType,
     DataVersion,
     MetadataValue,
     Output,
     asset,
     asset_check,
-    make_python_type_usable_as_dagster_type,
 )
 from pydantic import Field
 
@@ -30,43 +27,35 @@ from assets.identify.checks import (
 )
 from assets.identify.gallery import (
     CachedEmbedder,
-    GalleryBuild,
-    GalleryIndex,
     GallerySettings,
-    ModelForIdentification,
-    TensorsForIdentification,
     embedding_cache,
     gallery_flip,
-    gallery_statistics,
     index_gallery,
     inlier_cache,
+    match_cache,
 )
-from assets.identify.plots import draw_per_rank, draw_rank1_distribution, draw_threshold_sweep
+from assets.identify.metadata import gallery_metadata, report_metadata, submission_metadata
 from assets.identify.report import (
-    PhotosForValidation,
-    ReportRun,
     ReportSettings,
-    ValidationReport,
-    comparison_table,
-    report_figures,
     validate,
-    weights_table,
 )
 from assets.identify.submission import (
-    DuplicatesForSubmission,
-    PhotosForSubmission,
-    SubmissionRun,
     SubmissionSettings,
     make_submission,
-    prediction_ranks,
-    rank1_labels,
-    submission_statistics,
+    write_matches,
     write_submission_csv,
 )
-from core.constants import NEW_WHALE
+from core.dagster_types import (
+    DuplicateGroups,
+    EmbeddingModel,
+    FlukeKeypoints,
+    FlukeTensors,
+    GalleryIndex,
+    RawImages,
+    ValidationReport,
+)
 from core.digests import content_version
 from core.profiles import asset_version
-from core.reporting import figure_metadata, table_metadata
 from core.resources import ComputeDevice, FlukeData, FlukeStorage
 
 
@@ -79,32 +68,6 @@ def check_result(found: dict, severity: AssetCheckSeverity = AssetCheckSeverity.
     }
     return AssetCheckResult(passed=bool(found["passed"]), severity=severity, metadata=metadata)
 
-
-def typed_dict_type(declared: type) -> DagsterType:
-    """A Dagster type for a TypedDict value. Dagster cannot isinstance-check a TypedDict annotation (it raises),
-    so the type checks that the value is a dict holding the declared parts."""
-    parts = sorted(declared.__annotations__)
-
-    def holds_parts(_context, value) -> bool:
-        return isinstance(value, dict) and all(part in value for part in parts)
-
-    return DagsterType(
-        type_check_fn=holds_parts, name=declared.__name__, description=f"a dict of {', '.join(parts)}"
-    )
-
-
-# The values this stage hands on and reads, declared in its plain modules; registered before any asset refers to
-# them, so that the annotations below are the Dagster types of the inputs and outputs.
-for declared in (
-    GalleryIndex,
-    ValidationReport,
-    TensorsForIdentification,
-    ModelForIdentification,
-    PhotosForValidation,
-    PhotosForSubmission,
-    DuplicatesForSubmission,
-):
-    make_python_type_usable_as_dagster_type(declared, typed_dict_type(declared))
 
 # ---------------------------------------------------------------------------------------------------------------
 # gallery_index
@@ -137,18 +100,12 @@ class GalleryIndexConfig(Config):
 
 
 def stage_embedder(
-    embedding_model: ModelForIdentification, torch_device, storage: FlukeStorage, flip: bool, batch_size: int
+    embedding_model: EmbeddingModel, torch_device, storage: FlukeStorage, flip: bool, batch_size: int
 ) -> CachedEmbedder:
     """The trained model as the stage's embedder, its embeddings kept in the shared per-crop cache."""
     return CachedEmbedder(
         embedding_model, torch_device, flip, batch_size, cache=embedding_cache(storage.cache_dir)
     )
-
-
-def gallery_metadata(built: GalleryBuild, embed: CachedEmbedder, torch_device) -> dict:
-    """Size, dimension, photos per individual, and what embedding cost (and what the cache saved)."""
-    statistics = gallery_statistics(built, embed.computed, embed.from_cache, str(torch_device))
-    return {**statistics, "info": MetadataValue.json(built.value["info"])}
 
 
 @asset(
@@ -161,8 +118,8 @@ def gallery_index(
     config: GalleryIndexConfig,
     device: ComputeDevice,
     storage: FlukeStorage,
-    embedding_model: ModelForIdentification,
-    fluke_tensors: TensorsForIdentification,
+    embedding_model: EmbeddingModel,
+    fluke_tensors: FlukeTensors,
     training_manifest: pd.DataFrame,
 ) -> Output[GalleryIndex]:
     settings = config.settings()
@@ -227,42 +184,34 @@ class ValidationReportConfig(Config):
     workers: int = Field(
         default=ReportSettings.workers, ge=1, description="Threads for feature extraction and matching."
     )
+    calibrated: bool = Field(
+        default=ReportSettings.calibrated,
+        description="Decide by P(same whale) from keypoint votes, embedding and RANSAC evidence "
+        "(a logistic regression fitted here); off: the similarity threshold decides.",
+    )
+    match_candidates: int = Field(
+        default=ReportSettings.match_candidates,
+        ge=1,
+        le=200,
+        description="Individuals per query (fused embedding + keypoint-vote ranking) given evidence.",
+    )
+    match_photos: int = Field(
+        default=ReportSettings.match_photos, ge=1, le=50, description="Gallery photos per candidate matched."
+    )
+    exhaustive_sample: int = Field(
+        default=ReportSettings.exhaustive_sample,
+        ge=0,
+        description="Val queries the exhaustive classical matcher (RANSAC against every gallery photo) runs "
+        "on, for comparison; 0: skip.",
+    )
 
     def settings(self) -> ReportSettings:
         values = self.model_dump()
         return ReportSettings(**{**values, "verification_weights": tuple(values["verification_weights"])})
 
 
-def report_metadata(run: ReportRun, seconds: float) -> dict:
-    """The headline figures, every method side by side, the threshold sweep and per-rank plots."""
-    main, per_rank = run.main, run.main.per_rank
-    rank1 = f" {per_rank['hit_share'].iloc[0]:.0%} at rank 1" if len(per_rank) else ""
-    metadata = {
-        **report_figures(run),
-        "comparison": table_metadata(comparison_table(run)),
-        "threshold_sweep": figure_metadata(
-            partial(draw_threshold_sweep, run=run),
-            f"Where should new_whale go? MAP@5 {main.map5:.3f} at threshold {main.threshold:.3f}",
-            width=6.5,
-            height=4.5,
-        ),
-        "per_rank": table_metadata(per_rank.round(4)),
-        "per_rank_plot": figure_metadata(
-            partial(draw_per_rank, per_rank=per_rank),
-            f"At which rank is the right answer?{rank1}",
-            width=5.0,
-            height=3.2,
-        ),
-        "seconds": round(seconds, 2),
-        "summary": MetadataValue.json(run.value["summary"]),
-    }
-    if run.by_weight:
-        metadata["verification_weights"] = table_metadata(weights_table(run.by_weight))
-    return metadata
-
-
 @asset(
-    code_version=asset_version("validation_report", "validation_report-3"),
+    code_version=asset_version("validation_report", "validation_report-4"),
     group_name="identify",
     description="MAP@5 on the held-out fold, the tuned new_whale threshold, per-rank statistics and baselines.",
 )
@@ -273,10 +222,11 @@ def validation_report(
     storage: FlukeStorage,
     device: ComputeDevice,
     gallery_index: GalleryIndex,
-    embedding_model: ModelForIdentification,
-    fluke_tensors: TensorsForIdentification,
+    embedding_model: EmbeddingModel,
+    fluke_tensors: FlukeTensors,
     training_manifest: pd.DataFrame,
-    raw_images: PhotosForValidation,
+    raw_images: RawImages,
+    fluke_keypoints: FlukeKeypoints,
 ) -> Output[ValidationReport]:
     started = time.perf_counter()
     settings = config.settings()
@@ -284,7 +234,16 @@ def validation_report(
     embed = stage_embedder(embedding_model, device.torch_device(), storage, flip, settings.batch_size)
     cache = inlier_cache(storage.cache_dir)
     run = validate(
-        gallery_index, fluke_tensors, training_manifest, raw_images, data.root, embed, settings, cache
+        gallery_index,
+        fluke_tensors,
+        training_manifest,
+        raw_images,
+        data.root,
+        embed,
+        settings,
+        cache,
+        fluke_keypoints,
+        match_cache(storage.cache_dir),
     )
     if run.dropped:
         context.log.warning(f"{run.dropped} val photos have no tensor and are not evaluated")
@@ -328,29 +287,8 @@ class SubmissionConfig(Config):
         return SubmissionSettings(**self.model_dump())
 
 
-def submission_metadata(run: SubmissionRun, target, validation_summary: dict, seconds: float) -> dict:
-    """Where the file is, where its rows came from, how new_whale and the individuals spread over the ranks."""
-    first = rank1_labels(run.value)
-    return {
-        "path": str(target),
-        **submission_statistics(run, validation_summary),
-        "preview": table_metadata(run.value, max_rows=10),
-        "new_whale_share_per_rank": table_metadata(prediction_ranks(run.value).round(4)),
-        "top_rank1_labels": table_metadata(first.head(15).rename_axis("label").reset_index(name="photos")),
-        "rank1_label_distribution": figure_metadata(
-            partial(draw_rank1_distribution, first=first),
-            f"Does one whale soak up the predictions? Rank 1: {first.get(NEW_WHALE, 0)} new_whale, "
-            f"{first.drop(NEW_WHALE, errors='ignore').size} individuals",
-            width=6.0,
-            height=3.2,
-        ),
-        "verification": MetadataValue.json(validation_summary.get("verification") or {}),
-        "seconds": round(seconds, 2),
-    }
-
-
 @asset(
-    code_version=asset_version("submission", "submission-2"),
+    code_version=asset_version("submission", "submission-3"),
     group_name="identify",
     description="Kaggle-format submission: five labels per test photo; also at $FLUKEID_STORAGE_DIR/submission.csv.",
 )
@@ -361,22 +299,34 @@ def submission(
     device: ComputeDevice,
     gallery_index: GalleryIndex,
     validation_report: ValidationReport,
-    fluke_tensors: TensorsForIdentification,
-    embedding_model: ModelForIdentification,
-    duplicate_groups: DuplicatesForSubmission,
-    raw_images: PhotosForSubmission,
+    fluke_tensors: FlukeTensors,
+    embedding_model: EmbeddingModel,
+    duplicate_groups: DuplicateGroups,
+    raw_images: RawImages,
+    fluke_keypoints: FlukeKeypoints,
 ) -> Output[pd.DataFrame]:
     started = time.perf_counter()
     settings = config.settings()
     flip = gallery_flip(gallery_index)
     embed = stage_embedder(embedding_model, device.torch_device(), storage, flip, settings.batch_size)
     summary = validation_report["summary"]
-    cache = inlier_cache(storage.cache_dir)
+    caches = inlier_cache(storage.cache_dir), match_cache(storage.cache_dir)
     run = make_submission(
-        gallery_index, summary, fluke_tensors, raw_images, duplicate_groups, embed, settings, cache
+        gallery_index,
+        summary,
+        fluke_tensors,
+        raw_images,
+        duplicate_groups,
+        embed,
+        settings,
+        caches[0],
+        fluke_keypoints,
+        caches[1],
     )
     target = storage.root / "submission.csv"
     write_submission_csv(run.value, target)
+    if run.matches is not None:
+        write_matches(run.matches, storage.root)
     metadata = submission_metadata(run, target, summary, time.perf_counter() - started)
     context.log.info(f"submission written to {target}")
     return Output(run.value, metadata=metadata, data_version=DataVersion(content_version(run.value)))
@@ -387,7 +337,7 @@ def submission(
     additional_ins={"raw_images": AssetIn("raw_images")},
     description="Every test photo (accepted or rejected by ingestion) has exactly one row, and no other rows.",
 )
-def submission_complete(submission: pd.DataFrame, raw_images: PhotosForSubmission) -> AssetCheckResult:
+def submission_complete(submission: pd.DataFrame, raw_images: RawImages) -> AssetCheckResult:
     return check_result(complete(submission, raw_images))
 
 
@@ -407,7 +357,7 @@ def submission_well_formed(submission: pd.DataFrame) -> AssetCheckResult:
     description="Every predicted label is new_whale, an individual of the gallery or one of its recorded aliases.",
 )
 def submission_known_labels(
-    submission: pd.DataFrame, gallery_index: GalleryIndex, duplicate_groups: DuplicatesForSubmission
+    submission: pd.DataFrame, gallery_index: GalleryIndex, duplicate_groups: DuplicateGroups
 ) -> AssetCheckResult:
     return check_result(labels_known(submission, gallery_index, duplicate_groups))
 

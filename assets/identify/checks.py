@@ -10,15 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from assets.identify.gallery import GalleryIndex
 from assets.identify.submission import (
-    SUBMISSION_COLUMNS,
-    DuplicatesForSubmission,
-    PhotosForSubmission,
     known_labels,
     submission_images,
     write_submission_csv,
 )
+from core.artifacts import SUBMISSION_COLUMNS, DuplicateGroups, GalleryIndex, RawImages
 from core.constants import TOP
 from core.scoring import format_score, score_submission
 
@@ -54,7 +51,7 @@ def well_formed(submission: pd.DataFrame) -> dict:
     return {"passed": not problems, "problems": len(problems), "examples": problems[:5]}
 
 
-def complete(submission: pd.DataFrame, raw_images: PhotosForSubmission) -> dict:
+def complete(submission: pd.DataFrame, raw_images: RawImages) -> dict:
     """Every test photo (accepted or rejected) has exactly one row, and there are no other rows."""
     expected = set(submission_images(raw_images)["image"])
     counts = submission["Image"].value_counts()
@@ -73,7 +70,7 @@ def complete(submission: pd.DataFrame, raw_images: PhotosForSubmission) -> dict:
 
 
 def labels_known(
-    submission: pd.DataFrame, gallery_index: GalleryIndex, duplicate_groups: DuplicatesForSubmission | None
+    submission: pd.DataFrame, gallery_index: GalleryIndex, duplicate_groups: DuplicateGroups | None
 ) -> dict:
     """Every predicted label is new_whale, a gallery individual or one of its recorded aliases."""
     known = known_labels(gallery_index, duplicate_groups)

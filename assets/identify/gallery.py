@@ -12,46 +12,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 import pandas as pd
 
+from core.artifacts import FlukeTensors, GalleryIndex
 from core.caches import ValueCache, cached_map
 from core.constants import NEW_WHALE
 from core.digests import stable_digest
 from models.retrieval import INDEX_TYPES, build_index, index_to_bytes
 
-GALLERY_COLUMNS = ["row", "image", "label"]
 # Rows embedded per call, so a large memory-mapped tensor store is never copied into memory whole.
 EMBED_CHUNK = 2048
 
 # What every identification step is handed: uint8 N x C x H x W crops -> float32 N x D L2-normalised embeddings.
 Embedder = Callable[[np.ndarray], np.ndarray]
-
-
-class GalleryIndex(TypedDict):
-    """The `gallery_index` value."""
-
-    index: bytes  # faiss inner-product index, serialised; row i is gallery row i
-    gallery: pd.DataFrame  # GALLERY_COLUMNS: row, image, label (canonical)
-    embeddings: np.ndarray  # float32 N x D, row i of the index
-    info: dict  # index_type, size, dim, individuals, the index options, flip
-
-
-class TensorsForIdentification(TypedDict):
-    """What this stage reads of `fluke_tensors` (declared by the crop stage, which it does not import)."""
-
-    tensors: np.ndarray  # uint8 N x C x H x W crops, possibly memory-mapped
-    index: pd.DataFrame  # row, image, split
-
-
-class ModelForIdentification(TypedDict):
-    """What this stage reads of `embedding_model` (declared by the train stage): the weights and their config,
-    as `models.embedding.load_embedding_model` takes them."""
-
-    weights: bytes
-    config: dict
 
 
 @dataclass(frozen=True)
@@ -114,6 +89,11 @@ def embedding_cache(cache_dir: Callable[[str], Path]) -> ValueCache:
 def inlier_cache(cache_dir: Callable[[str], Path]) -> ValueCache:
     """Inlier counts of verified crop pairs (`models.verification`), shared by validation and submission."""
     return ValueCache(cache_dir("verification") / "inliers.parquet", column="inliers")
+
+
+def match_cache(cache_dir: Callable[[str], Path]) -> ValueCache:
+    """Inlier counts of box-keypoint pairs (`matching`), shared by validation and submission."""
+    return ValueCache(cache_dir("verification") / "box_inliers.parquet", column="inliers")
 
 
 class CachedEmbedder:
@@ -213,7 +193,7 @@ class GalleryBuild:
 
 def index_gallery(
     embed: Embedder,
-    fluke_tensors: TensorsForIdentification,
+    fluke_tensors: FlukeTensors,
     training_manifest: pd.DataFrame,
     settings: GallerySettings,
 ) -> GalleryBuild:

@@ -17,7 +17,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from assets.identify.gallery import Embedder, GalleryIndex, embed_rows, tensor_rows
+from assets.identify.gallery import Embedder, embed_rows, tensor_rows
+from core.artifacts import GalleryIndex
 from core.constants import TOP
 from models.retrieval import (
     Candidates,

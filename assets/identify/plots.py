@@ -58,3 +58,33 @@ def draw_rank1_distribution(ax, first: pd.Series) -> None:
     ax.bar(counts.index, counts.values, color="#33658a")
     ax.set_xlabel("test photos given the individual at rank 1")
     ax.set_ylabel("individuals")
+
+
+def draw_recall(ax, recall: pd.DataFrame) -> None:
+    """Recall@k of each candidate generator over known-whale queries: how often the whale is in the first k."""
+    columns = [c for c in recall.columns if c.startswith("recall@")]
+    ks = [int(c.split("@")[1]) for c in columns]
+    for (_, row), colour in zip(recall.iterrows(), ("#86bbd8", "#f6ae2d", "#33658a")):
+        ax.plot(ks, [row[c] for c in columns], marker="o", color=colour, label=row["generator"])
+    ax.set_xscale("log")
+    ax.set_xticks(ks, [str(k) for k in ks])
+    ax.set_xlabel("first k candidate individuals")
+    ax.set_ylabel("share of known whales found")
+    ax.set_ylim(min(0.5, float(recall[columns].min().min()) - 0.05), 1.01)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+
+
+def draw_reliability(ax, table: pd.DataFrame) -> None:
+    """Reliability diagram: observed share of same-whale pairs against the predicted probability, per bin,
+    with the diagonal a calibrated model sits on; marker area grows with the bin's pairs."""
+    filled = table[table["pairs"] > 0]
+    ax.plot([0, 1], [0, 1], color="#999999", ls="--", lw=1, label="calibrated")
+    sizes = 20 + 200 * filled["pairs"] / max(1, filled["pairs"].max())
+    ax.plot(filled["mean_probability"], filled["observed_share"], color="#33658a", lw=1)
+    ax.scatter(filled["mean_probability"], filled["observed_share"], s=sizes, color="#33658a", label="bins")
+    ax.set_xlabel("predicted P(same whale)")
+    ax.set_ylabel("observed share of same-whale pairs")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left", fontsize=8)

@@ -13,51 +13,38 @@ the crop is worth.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TypedDict
 
 import numpy as np
 import pandas as pd
 
-from assets.identify.gallery import (
-    Embedder,
-    GalleryIndex,
-    TensorsForIdentification,
-    gallery_flip,
-    tensor_rows,
+from assets.identify.calibrated import (
+    CalibratedRun,
+    ExhaustiveBaseline,
+    exhaustive_baseline,
+    new_whale_shares,
+    photo_features,
+    recall_table,
+    validate_calibrated,
 )
+from assets.identify.gallery import Embedder, gallery_flip, tensor_rows
 from assets.identify.identification import (
     Gallery,
     IdentifySettings,
     Queries,
     identify,
 )
+from assets.identify.matching import MatchGallery, MatchSettings
 from assets.identify.tuning import Evaluation, evaluate, tune_identification
 from assets.identify.whole_images import load_whole_images, train_photo_paths
+from core.artifacts import FlukeKeypoints, FlukeTensors, GalleryIndex, RawImages, ValidationReport
 from core.constants import NEW_WHALE
-from core.metrics import map_at_5
+from core.metrics import map_at_5, rank_statistics
 from models.baselines import frequent_whale_baseline, pixel_vectors
 from models.verification import InlierCache, VerificationSettings
 
 QUERY_COLUMNS = ["image", "label", "truth", "gallery_row", "tensor_row"]
-PREDICTION_COLUMNS = ["image", "truth", "Id"]
-
-
-class ValidationReport(TypedDict):
-    """The `validation_report` value."""
-
-    summary: dict  # json: map5, threshold, verification (settings + weight, or None), baselines, counts, ...
-    per_rank: pd.DataFrame  # core.metrics.rank_statistics of the chosen predictions
-    sweep: pd.DataFrame  # threshold, map5, new_whale_first_share at the chosen weight
-    predictions: pd.DataFrame  # PREDICTION_COLUMNS: each val photo, its truth, the five labels given
-
-
-class PhotosForValidation(TypedDict):
-    """What this stage reads of `raw_images` (declared by the ingest stage): the accepted photos (image, split,
-    path), to load whole photos."""
-
-    images: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -75,6 +62,15 @@ class ReportSettings:
     workers: int = VerificationSettings.workers
     # Score bonus per inlier to try; the best (with its threshold) goes to submission.
     verification_weights: tuple[float, ...] = (0.0, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64)
+    # The calibrated path on box keypoints (`calibrated`): decides when the chain has `fluke_keypoints`.
+    calibrated: bool = True
+    match_candidates: int = MatchSettings.candidates
+    match_photos: int = MatchSettings.photos
+    exhaustive_sample: int = 40  # val queries the exhaustive classical matcher runs on (0: skip it)
+
+    @property
+    def match(self) -> MatchSettings:
+        return MatchSettings(candidates=self.match_candidates, photos=self.match_photos, workers=self.workers)
 
     @property
     def verification(self) -> VerificationSettings:
@@ -134,6 +130,8 @@ def report_value(
     flip: bool,
     verification: dict | None = None,
     embedding_only: Evaluation | None = None,
+    decision: dict | None = None,
+    threshold_path: Evaluation | None = None,
 ) -> ValidationReport:
     """The `validation_report` value: `summary` (json), `per_rank`, `sweep`, `predictions`."""
     truths = queries["truth"].tolist()
@@ -144,6 +142,10 @@ def report_value(
         "map5_known": _subset_map(main.predictions, truths, known=True),
         "map5_new_whale": _subset_map(main.predictions, truths, known=False),
         "map5_embedding_only": round((embedding_only or main).map5, 6),
+        # The calibrated decision (P(same whale) from keypoint votes, embedding and RANSAC evidence), when it ran:
+        # its calibrator, matching settings and figures; submission applies it. None: the threshold path decides.
+        "decision": decision,
+        "map5_threshold_path": round((threshold_path or main).map5, 6),
         "threshold_embedding_only": (embedding_only or main).threshold,
         # Geometric verification as validated: settings and the chosen inlier weight; submission applies them.
         "verification": verification,
@@ -186,6 +188,9 @@ class ReportRun:
     verify_seconds: float
     dropped: int  # val photos without a tensor, not evaluated
     true_new_whale_share: float
+    calibrated: CalibratedRun | None = None
+    exhaustive: ExhaustiveBaseline | None = None
+    threshold_path: Evaluation | None = None
 
 
 def whole_photo_evaluations(
@@ -221,15 +226,18 @@ def whole_photo_evaluations(
 
 def validate(
     gallery_index: GalleryIndex,
-    fluke_tensors: TensorsForIdentification,
+    fluke_tensors: FlukeTensors,
     training_manifest: pd.DataFrame,
-    raw_images: PhotosForValidation,
+    raw_images: RawImages,
     data_root: Path,
     embed: Embedder,
     settings: ReportSettings,
     inlier_cache: InlierCache | None = None,
+    keypoints: FlukeKeypoints | None = None,
+    match_cache: InlierCache | None = None,
 ) -> ReportRun:
-    """The validation report: the val fold identified against the train fold, tuned, and compared."""
+    """The validation report: the val fold identified against the train fold, tuned, and compared; with
+    `keypoints`, decided by the calibrated path."""
     tensors = fluke_tensors["tensors"]
     embeddings = np.asarray(gallery_index["embeddings"], dtype=np.float32)
     train_gallery, queries = validation_split(
@@ -254,6 +262,13 @@ def validate(
         identification, truths, settings.verification_weights, settings.sweep_points
     )
     verify_seconds = time.perf_counter() - started
+    threshold_path, calibrated, exhaustive, decision = main, None, None, None
+    if keypoints is not None and settings.calibrated:
+        calibrated, exhaustive = calibrated_validation(
+            queries, train_gallery, gallery, identification, keypoints, truths, settings, match_cache
+        )
+        main = decided_evaluation(calibrated, truths, threshold_path)
+        decision = decision_summary(calibrated, exhaustive, settings.match, truths)
     whole_paths = train_photo_paths(raw_images, data_root, [*train_gallery["image"], *queries["image"]])
     without_crop, pixel = whole_photo_evaluations(
         embed, whole_paths, len(train_gallery), gallery.labels, truths, tensors.shape[1:], settings
@@ -274,6 +289,8 @@ def validate(
         flip,
         verification,
         embedding_only,
+        decision,
+        threshold_path,
     )
     return ReportRun(
         value=value,
@@ -286,70 +303,66 @@ def validate(
         verify_seconds=verify_seconds,
         dropped=int(missing.sum()),
         true_new_whale_share=float(np.mean([t == NEW_WHALE for t in truths])),
+        calibrated=calibrated,
+        exhaustive=exhaustive,
+        threshold_path=threshold_path,
     )
 
 
-def comparison_table(run: ReportRun) -> pd.DataFrame:
-    """Every method on the same val queries: MAP@5 and its tuned threshold."""
-    summary, verified = run.value["summary"], run.value["summary"]["verification"] is not None
-    return pd.DataFrame(
-        [
-            {
-                "method": "model, cropped flukes" + (", verified" if verified else ""),
-                "map5": summary["map5"],
-                "threshold": run.main.threshold,
-            },
-            {
-                "method": "embedding alone, cropped flukes",
-                "map5": summary["map5_embedding_only"],
-                "threshold": summary["threshold_embedding_only"],
-            },
-            {
-                "method": "model, whole images",
-                "map5": summary["map5_without_crop"],
-                "threshold": summary["threshold_without_crop"],
-            },
-            {"method": "pixel nearest neighbours", "map5": run.pixel.map5, "threshold": run.pixel.threshold},
-            {
-                "method": "new_whale + 4 most frequent",
-                "map5": summary["baselines"]["new_whale_frequent"],
-                "threshold": None,
-            },
-        ]
+def calibrated_validation(
+    queries: pd.DataFrame,
+    train_gallery: pd.DataFrame,
+    gallery: Gallery,
+    identification,
+    keypoints: FlukeKeypoints,
+    truths: list[str],
+    settings: ReportSettings,
+    cache: InlierCache | None,
+) -> tuple[CalibratedRun, ExhaustiveBaseline | None]:
+    """The calibrated path on the val fold (the train fold's known photos as gallery, in `gallery`'s order),
+    and the exhaustive classical matcher on a sample of the same queries."""
+    query_features = photo_features(keypoints, queries["image"].tolist(), "train")
+    gallery_features = photo_features(keypoints, train_gallery["image"].tolist(), "train")
+    matched = MatchGallery(gallery_features, gallery.labels, gallery.embeddings)
+    fill = identification.fill_labels
+    run = validate_calibrated(
+        query_features, identification.embeddings, matched, truths, fill, settings.match, cache
+    )
+    exhaustive = exhaustive_baseline(
+        query_features, matched, truths, run.rows, fill, settings.match, settings.exhaustive_sample
+    )
+    return run, exhaustive
+
+
+def decided_evaluation(run: CalibratedRun, truths: list[str], threshold_path: Evaluation) -> Evaluation:
+    """The calibrated rows as an `Evaluation` (the threshold and its sweep stay the threshold path's, which the
+    submission falls back to for photos without keypoint evidence)."""
+    return Evaluation(
+        map5=map_at_5(run.rows, truths),
+        threshold=threshold_path.threshold,
+        sweep=threshold_path.sweep,
+        predictions=run.rows,
+        per_rank=rank_statistics(run.rows, truths),
+        map5_at_no_new_whale=map_at_5(run.rows_without_new_whale, truths),
     )
 
 
-def weights_table(by_weight: dict[float, Evaluation]) -> pd.DataFrame:
-    """MAP@5 and threshold at every inlier weight tried."""
-    return pd.DataFrame(
-        [
-            {"weight": w, "map5": round(e.map5, 4), "threshold": round(e.threshold, 4)}
-            for w, e in by_weight.items()
-        ]
-    )
-
-
-def report_figures(run: ReportRun) -> dict:
-    """The headline numbers `validation_report` reports (tables and plots aside)."""
-    summary = run.value["summary"]
-    figures = {
-        key: summary[key]
-        for key in ("map5", "map5_known", "map5_new_whale", "map5_without_new_whale", "map5_without_crop")
+def decision_summary(
+    run: CalibratedRun, exhaustive: ExhaustiveBaseline | None, match: MatchSettings, truths: list[str]
+) -> dict:
+    """What the summary records of the calibrated decision: the calibrator (JSON numbers), the matching
+    settings, calibration, recall@k of each generator, costs and the exhaustive matcher beside it."""
+    calibration = run.calibration
+    return {
+        "method": "calibrated",
+        "calibrator": run.calibrator.to_dict(),
+        "matching": match.to_dict(),
+        "ece": round(calibration.ece, 6),
+        "pairs": calibration.pairs,
+        "same_pairs": calibration.same_pairs,
+        "recall": recall_table(run.matching, truths).to_dict(orient="records"),
+        "costs": run.matching.stats,
+        "seconds": round(run.seconds, 3),
+        **{key: round(value, 6) for key, value in new_whale_shares(run.rows, truths).items()},
+        "exhaustive": None if exhaustive is None else {k: round(v, 6) for k, v in asdict(exhaustive).items()},
     }
-    figures["threshold"] = round(summary["threshold"], 4)
-    figures["baseline_new_whale_frequent"] = summary["baselines"]["new_whale_frequent"]
-    figures["baseline_pixel_nn"] = summary["baselines"]["pixel_nn"]
-    figures["map5_embedding_only"] = summary["map5_embedding_only"]
-    for key in (
-        "queries",
-        "queries_known",
-        "queries_new_whale",
-        "queries_unseen_individuals",
-        "gallery_size",
-    ):
-        figures[key] = summary[key]
-    if summary["verification"] is not None:
-        figures["verification_weight"] = summary["verification"]["weight"]
-        figures["verified_pairs"] = run.verify_stats["pairs"]
-        figures["verified_pairs_from_cache"] = run.verify_stats["pairs_from_cache"]
-    return figures

@@ -12,37 +12,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypedDict
 
 import pandas as pd
 
-from assets.identify.gallery import Embedder, GalleryIndex, TensorsForIdentification, tensor_rows
+from assets.identify.calibrated import CalibratedRun, apply_calibrated, photo_features
+from assets.identify.decision import matches_table
+from assets.identify.gallery import Embedder, tensor_rows
 from assets.identify.identification import Gallery, Identification, IdentifySettings, Queries, identify
+from assets.identify.matching import MatchGallery, MatchSettings
+from core.artifacts import (
+    SUBMISSION_COLUMNS,
+    DuplicateGroups,
+    FlukeKeypoints,
+    FlukeTensors,
+    GalleryIndex,
+    RawImages,
+)
 from core.constants import NEW_WHALE, TOP
-from core.files import atomic_path
+from core.files import atomic_path, write_parquet
 from core.metrics import rank_statistics
 from models.baselines import frequent_whale_row
+from models.calibration import MatchCalibrator
 from models.verification import InlierCache
 
-# The submission value: one row per test photo, five space-separated labels.
-SUBMISSION_COLUMNS = ["Image", "Id"]
 SOURCES = ("model", "duplicate", "fallback")
-
-
-class PhotosForSubmission(TypedDict):
-    """What this stage reads of `raw_images` (declared by the ingest stage): accepted photos (image, split,
-    label) and rejected inputs (image, split), which need a row too."""
-
-    images: pd.DataFrame
-    rejected: pd.DataFrame
-
-
-class DuplicatesForSubmission(TypedDict):
-    """What this stage reads of `duplicate_groups` (declared by the dedup stage): test photos matched to train
-    photos (image, train_image, label, distance) and the recorded aliases (label, canonical)."""
-
-    test_matches: pd.DataFrame
-    aliases: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -52,7 +45,7 @@ class SubmissionSettings:
     batch_size: int = 128  # embedding batch size
 
 
-def submission_images(raw_images: PhotosForSubmission) -> pd.DataFrame:
+def submission_images(raw_images: RawImages) -> pd.DataFrame:
     """Every test photo the data folder holds, once: (image, accepted). Rejected ones need a row too."""
     accepted = raw_images["images"]
     accepted = accepted.loc[accepted["split"] == "test", ["image"]].assign(accepted=True)
@@ -65,7 +58,7 @@ def submission_images(raw_images: PhotosForSubmission) -> pd.DataFrame:
 
 
 def duplicate_labels(
-    duplicate_groups: DuplicatesForSubmission | None, train_labels: dict[str, str], known_labels: set[str]
+    duplicate_groups: DuplicateGroups | None, train_labels: dict[str, str], known_labels: set[str]
 ) -> dict[str, list[str]]:
     """Test image -> labels to put first, from the closest train photo it duplicates: that photo's label as
     train.csv files it, then the canonical id when the two differ (an alias). A whale filed under two ids may be
@@ -100,7 +93,7 @@ def put_first(row: list[str], labels: list[str], top: int = TOP) -> list[str]:
     return [*labels, *[other for other in row if other not in labels]][:top]
 
 
-def known_labels(gallery_index: GalleryIndex, duplicate_groups: DuplicatesForSubmission | None) -> set[str]:
+def known_labels(gallery_index: GalleryIndex, duplicate_groups: DuplicateGroups | None) -> set[str]:
     """Labels a submission may use: new_whale, the gallery's individuals and their recorded aliases."""
     known = set(gallery_index["gallery"]["label"]) | {NEW_WHALE}
     aliases = (duplicate_groups or {}).get("aliases")
@@ -142,6 +135,8 @@ class SubmissionRun:
     photos: pd.DataFrame
     applied: IdentifySettings
     identification: Identification
+    calibrated: CalibratedRun | None = None
+    matches: pd.DataFrame | None = None  # the companion table: image, rank, label, probability, evidence
 
     @property
     def value(self) -> pd.DataFrame:
@@ -151,15 +146,18 @@ class SubmissionRun:
 def make_submission(
     gallery_index: GalleryIndex,
     validation_summary: dict,
-    fluke_tensors: TensorsForIdentification,
-    raw_images: PhotosForSubmission,
-    duplicate_groups: DuplicatesForSubmission | None,
+    fluke_tensors: FlukeTensors,
+    raw_images: RawImages,
+    duplicate_groups: DuplicateGroups | None,
     embed: Embedder,
     settings: SubmissionSettings,
     inlier_cache: InlierCache | None = None,
+    keypoints: FlukeKeypoints | None = None,
+    match_cache: InlierCache | None = None,
 ) -> SubmissionRun:
-    """Every test photo identified against the whole gallery with what validation chose, then duplicates first
-    and fallback rows for photos without a crop."""
+    """Every test photo identified against the whole gallery with what validation chose (the calibrated decision
+    when validation made one and keypoints are given), then duplicates first and fallback rows for photos
+    without a crop."""
     photos = submission_images(raw_images)
     accepted = photos.loc[photos["accepted"], "image"]
     rows = tensor_rows(fluke_tensors["index"], accepted, "test")
@@ -178,13 +176,57 @@ def make_submission(
             duplicate_groups, train_labels, known_labels(gallery_index, duplicate_groups)
         )
     ranked = dict(zip(query_images, identification.predictions))
+    calibrated, matches = None, None
+    decision = validation_summary.get("decision")
+    if decision and keypoints is not None:
+        calibrated = calibrated_test(
+            query_images, gallery_index, gallery, identification, keypoints, decision, match_cache
+        )
+        ranked = dict(zip(query_images, calibrated.rows))
+        matches = matches_table(
+            query_images, calibrated.matching.evidence, calibrated.probabilities, calibrated.rows
+        )
     table = predict(photos, ranked, gallery.labels, duplicates)
-    return SubmissionRun(table, photos, applied, identification)
+    return SubmissionRun(table, photos, applied, identification, calibrated, matches)
+
+
+def calibrated_test(
+    query_images: list[str],
+    gallery_index: GalleryIndex,
+    gallery: Gallery,
+    identification: Identification,
+    keypoints: FlukeKeypoints,
+    decision: dict,
+    cache: InlierCache | None,
+) -> CalibratedRun:
+    """The calibrated path on the test photos against every known photo, with validation's calibrator."""
+    gallery_images = gallery_index["gallery"]["image"].tolist()
+    matched = MatchGallery(
+        photo_features(keypoints, gallery_images, "train"), gallery.labels, gallery.embeddings
+    )
+    return apply_calibrated(
+        photo_features(keypoints, query_images, "test"),
+        identification.embeddings,
+        matched,
+        MatchCalibrator.from_dict(decision["calibrator"]),
+        identification.fill_labels,
+        MatchSettings.from_dict(decision["matching"]),
+        cache,
+    )
 
 
 def write_submission_csv(submission: pd.DataFrame, target: Path) -> None:
     with atomic_path(target) as tmp:
         submission[SUBMISSION_COLUMNS].to_csv(tmp, index=False)
+
+
+def write_matches(matches: pd.DataFrame, folder: Path) -> list[Path]:
+    """The companion table beside submission.csv, as `matches.parquet` and `matches.csv` (atomic writes)."""
+    parquet, csv = Path(folder) / "matches.parquet", Path(folder) / "matches.csv"
+    write_parquet(matches, parquet)
+    with atomic_path(csv) as tmp:
+        matches.to_csv(tmp, index=False, float_format="%.6g")
+    return [parquet, csv]
 
 
 def submission_statistics(run: SubmissionRun, validation_summary: dict) -> dict:
@@ -208,6 +250,23 @@ def submission_statistics(run: SubmissionRun, validation_summary: dict) -> dict:
         "distinct_labels_predicted": int(all_labels.size),
         "verified_pairs": stats.get("pairs", 0),
         "verified_pairs_from_cache": stats.get("pairs_from_cache", 0),
+        **calibrated_statistics(run.calibrated),
+    }
+
+
+def calibrated_statistics(run: CalibratedRun | None) -> dict:
+    """What the calibrated decision cost and how often it put new_whale first (empty without it)."""
+    if run is None:
+        return {"decision": "threshold"}
+    stats = run.matching.stats
+    return {
+        "decision": "calibrated",
+        "matched_pairs": stats["pairs"],
+        "matched_pairs_from_cache": stats["pairs_from_cache"],
+        "candidate_seconds": stats["candidate_seconds"],
+        "match_seconds": stats["verify_seconds"],
+        "seconds_per_photo": round(run.seconds / max(1, stats["queries"]), 4),
+        "mean_new_whale_probability": round(float(run.new_whale.mean()), 4) if len(run.new_whale) else 0.0,
     }
 
 

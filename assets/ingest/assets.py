@@ -7,51 +7,28 @@ import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
-    DagsterType,
     DataVersion,
     MetadataValue,
     ObserveResult,
     Output,
     asset,
     asset_check,
-    make_python_type_usable_as_dagster_type,
     observable_source_asset,
 )
 
 from assets.ingest.inspection import inspection_cache
 from assets.ingest.scan import (
-    RawImages,
     data_folder_fingerprint,
     known_photos_per_individual,
     label_statistics,
     scan_data_folder,
     well_formed_counts,
 )
+from core.dagster_types import RawImages
 from core.digests import content_version
 from core.profiles import asset_version
 from core.reporting import draw_photos_per_individual, figure_metadata, table_metadata
 from core.resources import FlukeData, FlukeStorage
-
-
-def register_typed_dict(declared: type) -> None:
-    """Make a TypedDict usable as an annotation of assets and checks. Dagster type-checks values against
-    annotations with isinstance, which a TypedDict refuses: check instead that the value is a dict holding each
-    declared part as a DataFrame. Call it before any asset below names the type."""
-    parts = sorted(declared.__required_keys__)
-
-    def holds_parts(_context, value) -> bool:
-        return isinstance(value, dict) and all(isinstance(value.get(part), pd.DataFrame) for part in parts)
-
-    dagster_type = DagsterType(
-        type_check_fn=holds_parts,
-        name=declared.__name__,
-        description=f"dict of DataFrames: {', '.join(parts)}",
-        typing_type=declared,
-    )
-    make_python_type_usable_as_dagster_type(declared, dagster_type)
-
-
-register_typed_dict(RawImages)
 
 
 def draw_image_sizes(ax, images: pd.DataFrame) -> None:

@@ -10,11 +10,11 @@ import hashlib
 import os
 import re
 from pathlib import Path, PurePosixPath
-from typing import TypedDict
 
 import pandas as pd
 
 from assets.ingest.inspection import REJECTION_REASONS, inspect_images
+from core.artifacts import IMAGE_COLUMNS, REJECTED_COLUMNS
 from core.caches import RecordCache
 from core.constants import NEW_WHALE
 
@@ -23,22 +23,6 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg"}
 # Labels are joined with spaces in submissions, so a label holds no whitespace or separators.
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
-# raw_images["images"]: one row per accepted photo, sorted by (split, image). `label` is None for test photos,
-# `path` is relative to the data folder, `content_hash` is the sha256 of the file's bytes.
-IMAGE_COLUMNS = [
-    "image",
-    "split",
-    "label",
-    "path",
-    "width",
-    "height",
-    "mode",
-    "is_grayscale",
-    "bytes",
-    "content_hash",
-]
-# raw_images["rejected"]: one row per rejected file or train.csv row, sorted by (split, image).
-REJECTED_COLUMNS = ["image", "split", "label", "reason", "detail"]
 # Reasons found in train.csv and the folders, next to those of opening the photo (`REJECTION_REASONS`).
 LISTING_REASONS = (
     "unsafe_path",
@@ -50,13 +34,6 @@ LISTING_REASONS = (
     "not_jpeg",
 )
 ALL_REASONS = frozenset(LISTING_REASONS) | frozenset(REJECTION_REASONS)
-
-
-class RawImages(TypedDict):
-    """The value of `raw_images`: accepted photos (`IMAGE_COLUMNS`) and rejected inputs (`REJECTED_COLUMNS`)."""
-
-    images: pd.DataFrame
-    rejected: pd.DataFrame
 
 
 def data_folder_fingerprint(root: Path) -> str:

@@ -7,56 +7,27 @@ import torch
 from dagster import (
     AssetExecutionContext,
     Config,
-    DagsterType,
     DataVersion,
     MetadataValue,
     Output,
     asset,
-    make_python_type_usable_as_dagster_type,
 )
 from pydantic import Field
 
 from assets.train.plots import draw_losses, draw_val_map5, losses_title, val_map5_title
 from assets.train.run import (
     CODE_VERSION,
-    EmbeddingModel,
-    TensorsForTraining,
     TrainingSummary,
     artifact_version,
     comparison_table,
     history_figures,
     train_embedding_artifact,
 )
+from core.dagster_types import EmbeddingModel, FlukeTensors
 from core.profiles import asset_version
 from core.reporting import figure_metadata, table_metadata
 from core.resources import ComputeDevice, FlukeStorage
 from models.training import TrainingConfig
-
-
-def typed_dict_dagster_type(declared: type, description: str) -> DagsterType:
-    """Dagster checks a value against its annotation with isinstance, which a TypedDict refuses: a dict holding
-    the declared parts passes instead."""
-    parts = declared.__required_keys__
-    return DagsterType(
-        type_check_fn=lambda _context, value: isinstance(value, dict) and parts <= set(value),
-        name=declared.__name__,
-        typing_type=declared,
-        description=description,
-    )
-
-
-make_python_type_usable_as_dagster_type(
-    EmbeddingModel,
-    typed_dict_dagster_type(
-        EmbeddingModel, "assets.train.run.EmbeddingModel: weights (bytes), config (dict), history (DataFrame)"
-    ),
-)
-make_python_type_usable_as_dagster_type(
-    TensorsForTraining,
-    typed_dict_dagster_type(
-        TensorsForTraining, "assets.train.run.TensorsForTraining: tensors (uint8 N x C x H x W), index"
-    ),
-)
 
 DEFAULTS = TrainingConfig  # the one source of the defaults
 
@@ -245,7 +216,7 @@ def embedding_model(
     config: EmbeddingModelConfig,
     device: ComputeDevice,
     storage: FlukeStorage,
-    fluke_tensors: TensorsForTraining,
+    fluke_tensors: FlukeTensors,
     training_manifest: pd.DataFrame,
 ) -> Output[EmbeddingModel]:
     torch_device = device.torch_device()

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from core.artifacts import EmbeddingModel, EmbeddingModelInfo, FlukeTensors
 from core.digests import content_version, stable_digest
 from models.baselines import frequent_whale_baseline, pixel_vectors
 from models.embedding import parameter_count, weights_to_bytes
@@ -27,36 +28,6 @@ from models.training import TrainingConfig, TrainingData, prepare_training_data,
 
 CODE_VERSION = "embedding_model-2"  # -2: per-epoch validation tuned by models.retrieval (101 points)
 PIXEL_BASELINE_SIZE = (16, 32)  # height, width of the downscaled crops the pixel baseline compares
-# What this stage reads of `training_manifest` (declared by the folds stage, which it does not import).
-MANIFEST_COLUMNS_READ = ["image", "label", "fold"]
-
-
-class TensorsForTraining(TypedDict):
-    """What this stage reads of `fluke_tensors` (declared by the crop stage, which it does not import)."""
-
-    tensors: np.ndarray  # uint8 N x C x H x W crops, possibly memory-mapped
-    index: pd.DataFrame  # row, image, split
-
-
-class EmbeddingModelInfo(TypedDict):
-    """`EmbeddingModel["config"]`: enough to rebuild the network (`models.embedding.load_embedding_model`)."""
-
-    model: dict  # models.embedding.EmbeddingSpec.to_dict()
-    training: dict  # models.training.TrainingConfig.to_dict()
-    input: dict  # channels, height, width of the crops trained on
-    embedding_dim: int
-    flip_tta_concatenates: bool  # trained with flip_as_new_class: flip TTA concatenates instead of averaging
-    val_map5: float  # the last validation's MAP@5 (NaN when never validated)
-    val_threshold: float  # and its tuned new_whale threshold
-    code_version: str
-
-
-class EmbeddingModel(TypedDict):
-    """The `embedding_model` value."""
-
-    weights: bytes  # the network's state dict, torch-saved (models.embedding.weights_to_bytes)
-    config: EmbeddingModelInfo
-    history: pd.DataFrame  # one row per epoch: mean losses, throughput, timings, val_map5 / val_threshold
 
 
 class TrainingSummary(TypedDict):
@@ -104,7 +75,7 @@ def run_key(config: TrainingConfig, data: TrainingData) -> str:
 
 
 def train_embedding_artifact(
-    fluke_tensors: TensorsForTraining,
+    fluke_tensors: FlukeTensors,
     training_manifest: pd.DataFrame,
     config: TrainingConfig,
     device: torch.device,

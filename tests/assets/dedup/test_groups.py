@@ -3,8 +3,9 @@ alias check's logic."""
 
 import pandas as pd
 
-from assets.dedup.groups import GROUP_COLUMNS, alias_conflicts
+from assets.dedup.groups import alias_conflicts
 from assets.dedup.pairs import DedupSettings
+from core.artifacts import GROUP_COLUMNS
 from tests.assets.dedup.photos import PHOTOS, run_dedup
 
 

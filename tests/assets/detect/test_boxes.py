@@ -7,6 +7,7 @@ from assets.detect import annotations as an
 from assets.detect import boxes as fb
 from assets.detect import training as fd
 from assets.detect.truth import iou_against_truth, read_true_boxes
+from core.artifacts import BOX_COLUMNS
 from models import detector as det
 from models.detector import Detection
 
@@ -22,7 +23,7 @@ def test_no_annotations_means_no_detector_and_whole_photos_flagged(manifest, tin
     assert weights is None and info["trained"] is False and "no annotations" in info["reason"]
 
     result, stats = fb.detect_fluke_boxes(manifest, tiny_dataset, {"info": info}, tmp_path / "cfg")
-    assert list(result.columns) == fb.BOX_COLUMNS
+    assert list(result.columns) == BOX_COLUMNS
     assert len(result) == len(manifest) and result["fallback"].all()
     assert set(result["fallback_reason"]) == {"no_detector"}
     assert (result["x1"].to_numpy() == manifest["width"].to_numpy()).all()

@@ -3,12 +3,12 @@
 import pandas as pd
 
 from assets.folds.manifest import (
-    TRAINING_MANIFEST_COLUMNS,
     FoldSettings,
     assign_folds,
     build_training_manifest,
     untrained_val_individuals,
 )
+from core.artifacts import TRAINING_MANIFEST_COLUMNS
 from core.constants import NEW_WHALE
 
 

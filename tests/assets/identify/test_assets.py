@@ -2,6 +2,7 @@
 upstream artifacts (a small untrained embedding model), with their metadata and checks; the score against the
 generator's truth is on a check, not on the submission."""
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -16,6 +17,13 @@ from tests.assets.identify.world import duplicate_groups_of_world, make_world, t
 STAGE = ["gallery_index", "validation_report", "submission"]
 
 
+def no_keypoints(images: pd.DataFrame) -> dict:
+    """A `core.artifacts.FlukeKeypoints` where no photo has keypoints (the world's 8 x 16 crops hold none): the
+    calibrated decision then rests on the embedding's evidence alone."""
+    index = images[["image", "split"]].assign(start=0, count=0).reset_index(drop=True)
+    return {"points": np.zeros((0, 2), np.float32), "descriptors": np.zeros((0, 128), np.uint8), "index": index}
+
+
 def upstream(world: dict) -> list:
     """Stand-ins for the assets before this stage, returning the world's artifacts."""
     torch.manual_seed(0)
@@ -25,8 +33,15 @@ def upstream(world: dict) -> list:
         "raw_images": world["raw_images"],
         "training_manifest": world["training_manifest"],
         "fluke_tensors": world["fluke_tensors"],
-        "embedding_model": {"weights": weights_to_bytes(model), "config": {"model": model.spec.to_dict()}},
+        # A whole `core.artifacts.EmbeddingModel` (its type check wants every part), though only weights and
+        # config are read here.
+        "embedding_model": {
+            "weights": weights_to_bytes(model),
+            "config": {"model": model.spec.to_dict()},
+            "history": pd.DataFrame({"epoch": [1]}),
+        },
         "duplicate_groups": groups,
+        "fluke_keypoints": no_keypoints(world["raw_images"]["images"]),
     }
 
     def stand_in(name):
@@ -107,3 +122,28 @@ def test_the_checks_run_and_the_truth_check_scores(materialized):
         assert checks[name].passed, name
     truth = checks["submission_matches_generator_truth"]
     assert truth.passed and 0 <= truth.metadata["test_map5"].value <= 1
+
+
+def test_the_calibrated_decision_is_validated_applied_and_explained(materialized):
+    import json
+
+    import pandas as pd
+
+    from assets.identify.decision import MATCH_COLUMNS
+
+    report = materialized["events"]["validation_report"]
+    for key in ("calibration_ece", "recall", "recall_plot", "reliability_plot", "recall@20_fused"):
+        assert key in report, key
+    assert 0.0 <= report["calibration_ece"].value <= 1.0
+    summary = json.loads((materialized["storage"] / "validation_report" / "summary.json").read_text())
+    decision = summary["decision"]
+    assert decision["method"] == "calibrated" and decision["calibrator"]["format"].startswith("flukeid")
+    assert decision["exhaustive"]["queries"] >= 1
+    submission = materialized["events"]["submission"]
+    assert submission["decision"].value == "calibrated"
+    matches = pd.read_parquet(materialized["storage"] / "matches.parquet")
+    assert list(matches.columns) == MATCH_COLUMNS
+    # Five ranks for every test photo the model identified, probabilities in [0, 1].
+    assert matches.groupby("image")["rank"].apply(lambda r: sorted(r) == [1, 2, 3, 4, 5]).all()
+    assert matches["probability"].between(0, 1).all()
+    assert len(pd.read_csv(materialized["storage"] / "matches.csv")) == len(matches)

@@ -9,11 +9,10 @@ import torch.nn.functional as F
 from assets.identify.gallery import inlier_cache
 from assets.identify.report import (
     ReportSettings,
-    comparison_table,
-    report_figures,
     validate,
     validation_split,
 )
+from assets.identify.report_tables import comparison_table, report_figures
 from core.constants import NEW_WHALE
 from models.baselines import frequent_whale_baseline, pixel_vectors
 from tests.assets.identify.world import flat_embed, make_world

@@ -13,8 +13,6 @@ from PIL import Image
 from assets.ingest.inspection import inspection_cache
 from assets.ingest.scan import (
     ALL_REASONS,
-    IMAGE_COLUMNS,
-    REJECTED_COLUMNS,
     data_folder_fingerprint,
     label_statistics,
     read_train_csv,
@@ -22,6 +20,7 @@ from assets.ingest.scan import (
     scan_data_folder,
     well_formed_counts,
 )
+from core.artifacts import IMAGE_COLUMNS, REJECTED_COLUMNS
 
 
 def _jpeg(path: Path, size=(320, 200), mode="RGB", seed=0, **save_kwargs) -> bytes:

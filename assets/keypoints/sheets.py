@@ -1,0 +1,53 @@
+"""The keypoints stage's picture: a few photos' fluke boxes as SIFT sees them, with their keypoints drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, ImageDraw
+
+from assets.keypoints.features import photo_boxes
+from core.artifacts import FlukeKeypoints
+from models.keypoints import KeypointSettings, box_image, features_of
+
+POINT_COLOUR = (242, 100, 25)
+
+
+def keypoint_sheet(
+    manifest: pd.DataFrame,
+    boxes: pd.DataFrame,
+    keypoints: FlukeKeypoints,
+    data_root: Path,
+    settings: KeypointSettings,
+    photos: int = 4,
+    seed: int = 0,
+    columns: int = 2,
+) -> Image.Image:
+    """`photos` random photos (boxed ones first), each its resized box with its keypoints as small circles."""
+    photo_box = photo_boxes(manifest, boxes)
+    boxed = [i for i, box in enumerate(photo_box) if box is not None]
+    pool = boxed if len(boxed) >= photos else list(range(len(manifest)))
+    rng = np.random.default_rng(seed)
+    chosen = (
+        sorted(rng.choice(len(pool), size=min(photos, len(pool)), replace=False).tolist()) if pool else []
+    )
+    tiles = [_tile(manifest, keypoints, data_root, settings, pool[i], photo_box[pool[i]]) for i in chosen]
+    rows = max(1, -(-len(tiles) // columns))
+    width = settings.width
+    height = max((tile.size[1] for tile in tiles), default=settings.width // 2)
+    sheet = Image.new("RGB", (columns * width, rows * height), (30, 30, 30))
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % columns) * width, (i // columns) * height))
+    return sheet
+
+
+def _tile(manifest, keypoints, data_root, settings, position, box) -> Image.Image:
+    tile = box_image(Path(data_root) / manifest["path"].iloc[position], box, settings).convert("RGB")
+    draw = ImageDraw.Draw(tile)
+    row = keypoints["index"].iloc[position]
+    for x, y in features_of(keypoints, int(row["start"]), int(row["count"])).points:
+        draw.ellipse((x - 2, y - 2, x + 2, y + 2), outline=POINT_COLOUR)
+    draw.text((3, 2), f"{row['image']}: {int(row['count'])} keypoints")
+    return tile

@@ -1,0 +1,72 @@
+"""Candidates from embedding and keypoint votes, fused, with RANSAC evidence on each."""
+
+import pytest
+
+from assets.identify.matching import EVIDENCE_COLUMNS, MatchGallery, MatchSettings, match_queries
+from core.caches import ValueCache
+from core.constants import NEW_WHALE
+from tests.assets.identify.keypoint_world import keypoint_world
+
+
+@pytest.fixture(scope="module")
+def world():
+    return keypoint_world()
+
+
+def gallery_of(world) -> MatchGallery:
+    return MatchGallery(world["gallery_features"], world["gallery_labels"], world["gallery_embeddings"])
+
+
+def test_the_known_whale_is_the_first_candidate_with_the_most_inliers(world):
+    settings = MatchSettings(candidates=5, photos=2, workers=1)
+    matching = match_queries(world["query_features"], world["query_embeddings"], gallery_of(world), settings)
+    evidence = matching.evidence
+    assert list(evidence.columns) == EVIDENCE_COLUMNS
+    for q, truth in enumerate(world["truths"]):
+        rows = evidence[evidence["query"] == q]
+        assert len(rows) == 5 and rows["label"].is_unique
+        if truth == NEW_WHALE:
+            assert rows["inliers"].max() < 15  # chance matches only
+            continue
+        assert matching.vote_rankings[q][0] == truth
+        assert truth in matching.fused_rankings[q][:3]  # kept among the candidates; evidence decides the order
+        best = rows.sort_values("inliers", ascending=False).iloc[0]
+        assert best["label"] == truth and best["inliers"] >= 20 and best["inlier_share"] == 1.0
+        assert best["vote_share"] == 1.0 and best["vote_rank"] == 0
+    # The weak embedding alone misses some whales that the votes find.
+    embedding_first = [r[0] == t for r, t in zip(matching.embedding_rankings, world["truths"]) if t != NEW_WHALE]
+    assert not all(embedding_first)
+
+
+def test_inlier_counts_come_from_the_cache_on_a_second_run(world, tmp_path):
+    cache = ValueCache(tmp_path / "box_inliers.parquet", column="inliers")
+    settings = MatchSettings(candidates=4, photos=2, workers=2)
+    args = (world["query_features"], world["query_embeddings"], gallery_of(world), settings)
+    first = match_queries(*args, inlier_cache=cache)
+    second = match_queries(*args, inlier_cache=cache)
+    assert first.stats["pairs_from_cache"] == 0 and first.stats["pairs"] > 0
+    assert second.stats["pairs_from_cache"] == second.stats["pairs"]
+    assert first.evidence.equals(second.evidence)
+    # A changed counting setting is another key: recomputed, not reused.
+    other = match_queries(*args[:3], MatchSettings(candidates=4, photos=2, ratio=0.7), inlier_cache=cache)
+    assert other.stats["pairs_from_cache"] == 0
+
+
+def test_a_query_may_not_match_its_own_gallery_photo(world):
+    gallery = gallery_of(world)
+    # Query the gallery's own first photo of w_0: without the exclusion it finds itself.
+    features, embeddings = [gallery.features[0]], gallery.embeddings[:1]
+    settings = MatchSettings(candidates=3, photos=1, workers=1)
+    itself = match_queries(features, embeddings, gallery, settings)
+    assert itself.evidence["inliers"].max() >= 100
+    excluded = match_queries(features, embeddings, gallery, settings, exclude=[0])
+    assert excluded.evidence["label"].iloc[0] == "w_0"  # still found, through its other photos
+    assert excluded.evidence["inliers"].max() < itself.evidence["inliers"].max()
+
+
+def test_queries_without_keypoints_still_get_candidates(world):
+    from models.verification import EMPTY
+
+    matching = match_queries([EMPTY], world["query_embeddings"][:1], gallery_of(world), MatchSettings(workers=1))
+    assert len(matching.evidence) > 0
+    assert (matching.evidence["inliers"] == 0).all() and (matching.evidence["vote_score"] == 0).all()
