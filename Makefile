@@ -30,9 +30,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-$(DAGSTER_HOME)/dagster.yaml:
-	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\n' > $@
+# The home's dagster.yaml and storage schema, created once before any run (two runs at once on a new home
+# would both create it and both fail).
+$(DAGSTER_HOME)/dagster.yaml: | $(VENV)/.installed
+	$(BIN)/flukeid init-home
 
 $(DEMO_DATA)/train.csv: | $(VENV)/.installed
 	$(BIN)/flukeid synth $(DEMO_DATA) --scale $(DEMO_SCALE) --seed $(DEMO_SEED)

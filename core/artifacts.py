@@ -31,10 +31,14 @@ IMAGE_COLUMNS = [
     "is_grayscale",
     "bytes",
     "content_hash",
+    "converted",
 ]
 """`raw_images["images"]`: one row per accepted photo, sorted by (split, image): its file name, split (`train` or
-`test`), label (None for test photos), path relative to the data folder, size in pixels, PIL mode, whether it is
-grayscale, file size in bytes and `content_hash` (sha256 of the file's bytes)."""
+`test`), label (None for test photos), path relative to the data folder, size in pixels of the photo upright
+(after its EXIF orientation: the frame of every box and crop), the file's PIL mode, whether it is grayscale, file
+size in bytes, `content_hash` (sha256 of the file's bytes) and `converted`: what decoding it changes
+(`core.images.conversions` joined by `+`, e.g. `png`, `cmyk`, `16-bit`, `palette`, `exif-rotation`; empty for a
+plain L or RGB JPEG)."""
 
 REJECTED_COLUMNS = ["image", "split", "label", "reason", "detail"]
 """`raw_images["rejected"]`: one row per rejected file or train.csv row, sorted by (split, image): why (`reason`,

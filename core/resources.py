@@ -14,10 +14,15 @@ from dagster import ConfigurableResource
 class FlukeData(ConfigurableResource):
     """The Kaggle-layout data folder: `train.csv`, `train/`, `test/`, optional `annotations/boxes.csv`.
 
-    Read-only to the pipeline.
+    Read-only to the pipeline. Every photo must lie inside the folder: a name or symlink that resolves outside
+    it is rejected (`outside_data_folder`) before the file is opened, unless `allow_outside_links` is set.
     """
 
     data_dir: str
+    allow_outside_links: bool = False
+    """Accept photos that are symlinks to files outside the data folder (for a folder deliberately assembled
+    from links to photos kept elsewhere). Off: such a photo is rejected unread, with reason
+    `outside_data_folder`."""
 
     @property
     def root(self) -> Path:

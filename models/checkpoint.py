@@ -4,11 +4,15 @@ The dict (as in nanoGPT's train.py) holds the run key, the last finished epoch, 
 loss (its class centres), the optimiser and the schedule, the per-class sampling weights, the history so far and
 the config. It holds only tensors and plain Python values, so it is read with `torch.load(weights_only=True)`:
 a file that would need to unpickle anything else is refused and the run starts afresh. It is written atomically
-(`core.files.atomic_path`), so a run killed mid-write leaves the previous epoch's checkpoint whole.
+and sealed (`core.files.sealed_write`: a `last.pt.sha256` sidecar), so a run killed mid-write leaves the previous
+epoch's checkpoint whole, and a checkpoint damaged since (truncated, overwritten) is named, moved aside and the run
+starts afresh instead of failing every retry. A checkpoint written before seals is accepted when it loads, and
+sealed as it is.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from core.files import atomic_path
+from core.files import check_seal, quarantine, seal_file, sealed_write
 from models.embedding import EmbeddingSpec, FlukeEmbedder, build_embedding_model
 from models.losses import EmbeddingLosses, build_losses
 from models.optimizer import build_optimizer
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from models.training import TrainingConfig
 
 CHECKPOINT_NAME = "last.pt"
+logger = logging.getLogger("flukeid.checkpoint")
 
 
 @dataclass
@@ -71,9 +76,9 @@ def start_or_resume(
     run = new_run(config, in_channels, num_classes, total_steps, device)
     if checkpoint is None or not Path(checkpoint).exists():
         return run
-    state = load_checkpoint(checkpoint, device)
+    state = load_checkpoint(checkpoint, device, log=log)
     if state is None:
-        log(f"ignoring {checkpoint}: it holds more than tensors and plain values")
+        log(f"ignoring {checkpoint}: the run starts afresh")
     elif state.get("run_key") != run_key:
         log(f"ignoring {checkpoint}: it belongs to another run (config or data changed)")
     else:
@@ -109,15 +114,32 @@ def resume(run: TrainingRun, state: dict) -> None:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write the dict to `path` atomically: a reader sees the previous checkpoint or this one, never half."""
-    with atomic_path(Path(path)) as tmp:
+    """Write the dict to `path` atomically and sealed: a reader sees the previous checkpoint or this one, never
+    half, and its sidecar vouches for whichever it sees."""
+    with sealed_write(Path(path)) as tmp:
         torch.save(state, tmp)
 
 
-def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict | None:
+def load_checkpoint(
+    path: Path, device: torch.device | str = "cpu", log: Callable[[str], None] | None = None
+) -> dict | None:
     """The checkpoint dict at `path`, its tensors on `device`; None when the file needs arbitrary unpickling
-    (a pickled object, or a checkpoint of the earlier format with numpy arrays), which is never run."""
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
+    (a pickled object, or a checkpoint of the earlier format with numpy arrays), which is never run, and None when
+    it is damaged (its digest does not match, or it does not load), after moving it aside."""
+    path = Path(path)
+    log = log or logger.warning
+    state = check_seal(path)
+    if state not in ("ok", "unsealed"):
+        quarantine(path, state, log)
         return None
+    try:
+        loaded = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        log(f"refusing {path}: it holds more than tensors and plain values (never unpickled)")
+        return None
+    except Exception as error:  # RuntimeError (PytorchStreamReader), EOFError...: a torn or garbled file
+        quarantine(path, f"unreadable ({type(error).__name__}: {error})", log)
+        return None
+    if state == "unsealed":
+        seal_file(path)  # written before seals, and it loads: vouched for from now on
+    return loaded

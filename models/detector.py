@@ -5,6 +5,9 @@ with its box as a normalised label line; `train_detector` trains a model from an
 downloaded) on the `train` part; `evaluate_detector` reports mAP on the held-out `val` part; `predict_boxes` then
 finds one best box per photo for every photo, in batches.
 
+ultralytics loads `.pt` files with a full unpickling, which can run code: a weights file reaches it only after its
+sha256 was checked (`read_trusted_weights`, `materialise_weights`), and models are built from architecture YAMLs.
+
 ultralytics reads its settings folder when it is first imported and, unless told otherwise, probes the network, looks
 for a font online and syncs events. `configure_offline` must therefore run before the first import; every function
 here calls it, and imports ultralytics lazily.
@@ -17,13 +20,15 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+
+from core.files import write_bytes
+from core.images import decode_photo
 
 CLASS_NAME = "fluke"
 BOX_COLUMNS = ["x0", "y0", "x1", "y1"]
@@ -196,8 +201,10 @@ def train_detector(
 ) -> TrainingResult:
     """Trains a YOLO model from its architecture YAML (random init: nothing is downloaded); returns best.pt.
 
-    Plots, AMP (its check downloads a model) and per-epoch chatter are off. The run folder is replaced each time.
+    Plots, AMP (its check downloads a model) and per-epoch chatter are off. The run folder (`<work_dir>/runs/train`)
+    is replaced each time: give each training its own `work_dir`.
     """
+    check_architecture(model_yaml)
     configure_offline(config_dir or Path(work_dir) / "ultralytics")
     from ultralytics import YOLO
 
@@ -272,15 +279,49 @@ def weights_version(weights: bytes) -> str:
     return hashlib.sha256(weights).hexdigest()[:16]
 
 
+class UntrustedWeights(ValueError):
+    """A weights file refused before ultralytics could unpickle it."""
+
+
+def check_architecture(model_yaml: str) -> None:
+    """Models are built from an architecture YAML: a `.pt` here would be unpickled (and looked for online)."""
+    if not str(model_yaml).lower().endswith((".yaml", ".yml")):
+        raise UntrustedWeights(
+            f"model_yaml={model_yaml!r}: an architecture YAML (e.g. yolov8n.yaml) is expected; to start from "
+            "trained weights give weights_path with its weights_sha256"
+        )
+
+
+def read_trusted_weights(path: Path, sha256: str | None, trusted: Iterable[str] = ()) -> bytes:
+    """The bytes of a weights file, refused (`UntrustedWeights`) unless its sha256 is the one the user gave, or,
+    with none given, one of `trusted` (weights this project trained). ultralytics unpickles what it loads, and an
+    unpickled file can run any code: nothing unchecked reaches it."""
+    path = Path(path)
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if sha256:
+        if actual != sha256.strip().lower():
+            raise UntrustedWeights(
+                f"weights_path={path} has sha256 {actual}, not the weights_sha256 {sha256} given: refusing to "
+                "load it (ultralytics unpickles weights, which can run code)"
+            )
+    elif actual not in set(trusted):
+        raise UntrustedWeights(
+            f"weights_path={path}: refusing to load it unchecked (ultralytics unpickles weights, which can run "
+            f"code). Give its sha256 as weights_sha256 (`sha256sum {path}`: {actual} if this file is the one "
+            "you mean), or point weights_path at weights this project trained"
+        )
+    return data
+
+
 def materialise_weights(weights: bytes, folder: Path) -> Path:
-    """Writes weights bytes once to `folder/<version>.pt` (ultralytics loads models from files)."""
+    """Writes weights bytes once to `folder/detector-<version>.pt` (ultralytics loads models from files); a file
+    already there is reused only when its bytes are these (one changed since is rewritten)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"detector-{weights_version(weights)}.pt"
-    if not path.exists():
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_bytes(weights)
-        os.replace(tmp, path)
+    if not path.exists() or path.read_bytes() != weights:
+        write_bytes(weights, path)
     return path
 
 
@@ -298,15 +339,16 @@ def decode_for_detection(path: Path, imgsz: int) -> tuple[np.ndarray, float, flo
     JPEG draft mode decodes at 1/2, 1/4 or 1/8 scale when that still leaves the long side >= `imgsz`: the model
     letterboxes to `imgsz` anyway, so the full-resolution decode would be thrown away.
     """
-    with Image.open(path) as image:
-        width, height = image.size
-        longest = max(width, height)
-        request = (
-            max(1, int(np.ceil(imgsz * width / longest))),
-            max(1, int(np.ceil(imgsz * height / longest))),
+
+    def request(full: tuple[int, int]) -> tuple[int, int]:
+        longest = max(full)
+        return (
+            max(1, int(np.ceil(imgsz * full[0] / longest))),
+            max(1, int(np.ceil(imgsz * full[1] / longest))),
         )
-        image.draft("RGB", request)
-        rgb = image.convert("RGB")
+
+    # Upright and 8-bit (core.images), so boxes are in the frame raw_images, crops and keypoints use.
+    rgb, (width, height) = decode_photo(path, "RGB", request)
     array = np.asarray(rgb)[:, :, ::-1]  # ultralytics treats numpy input as BGR (OpenCV order)
     return np.ascontiguousarray(array), width / rgb.width, height / rgb.height
 

@@ -195,7 +195,8 @@ def _pretrained_state(name: str, pretrained: str) -> dict:
         raise ValueError(f"{name} has no pretrained weights named {pretrained!r}") from error
     cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
     try:
-        return weights.get_state_dict(progress=False)
+        # weights_only: a file planted in the hub cache is never unpickled.
+        return weights.get_state_dict(progress=False, weights_only=True)
     except (urllib.error.URLError, OSError, RuntimeError) as error:
         raise RuntimeError(
             f"pretrained weights {name}/{pretrained} are not in the torch cache ({cached}) and could not be "

@@ -2,7 +2,7 @@
 
 After an epoch the model embeds the training fold (the gallery) and the validation fold (the queries), and the
 queries are ranked with the one identification rule and the one threshold tuner of `models.retrieval` (the
-101-point `sweep_thresholds` and `choose_threshold` the validation report uses too), so the per-epoch val MAP@5
+101-point `tune_threshold` the validation report uses too), so the per-epoch val MAP@5
 is tuned as the report's figures are. (The report searches its own `k` neighbours over a gallery that may hold
 new_whale photos and embeds with flip TTA when asked; here the gallery is the known training photos.) With
 `hard_reweight > 0`, individuals whose validation photos were ranked below first are then sampled more often.
@@ -22,14 +22,12 @@ from core.metrics import average_precision_at_5, map_at_5
 from models.batches import TrainingItems
 from models.embedding import FlukeEmbedder, embed_images
 from models.retrieval import (
-    choose_threshold,
     exact_index,
     individual_candidates,
     most_frequent_labels,
     place_new_whale,
     search,
-    sweep_thresholds,
-    threshold_sweep,
+    tune_threshold,
 )
 
 if TYPE_CHECKING:
@@ -70,8 +68,7 @@ def rank_and_score(
     similarities, ids = search(exact_index(known_gallery), queries, neighbours)
     candidates = individual_candidates(similarities, ids, labels)
     fill = most_frequent_labels(labels)
-    sweep = threshold_sweep(candidates, truths, sweep_thresholds(candidates, sweep_points), fill)
-    threshold = choose_threshold(sweep)
+    threshold, _ = tune_threshold(candidates, truths, fill, sweep_points)
     rows = place_new_whale(candidates, threshold, fill)
     query_ap = np.array([average_precision_at_5(row, truth) for row, truth in zip(rows, truths)], np.float64)
     return Validation(map_at_5(rows, truths), threshold, query_ap, truths)

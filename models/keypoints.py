@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from core.artifacts import FlukeKeypoints
+from core.images import decode, upright_size
 from models.verification import EMPTY, LocalFeatures
 
 RESAMPLE = Image.Resampling.BILINEAR
@@ -76,7 +77,8 @@ def box_image(photo: str | PathLike, box: Box | None, settings: KeypointSettings
     window at least the output's pixels; colour photos are converted to grey (by the decoder where it can).
     """
     with Image.open(photo) as image:
-        full_w, full_h = image.size
+        # Upright and 8-bit whatever the file (core.images): the box is in the upright photo's pixels.
+        full_w, full_h = upright_size(image)
         window = box_window(box, (full_w, full_h), settings.margin)
         size = output_size(window, settings.width)
         left, top, right, bottom = window
@@ -86,9 +88,8 @@ def box_image(photo: str | PathLike, box: Box | None, settings: KeypointSettings
             min(full_w, max(1, int(np.ceil(full_w * size[0] / max(right - left, 1e-6))))),
             min(full_h, max(1, int(np.ceil(full_h * size[1] / max(bottom - top, 1e-6))))),
         )
-        image.draft("L", request)
-        sx, sy = image.size[0] / full_w, image.size[1] / full_h
-        grey = image.convert("L")
+        grey = decode(image, "L", request).image
+        sx, sy = grey.size[0] / full_w, grey.size[1] / full_h
         return grey.resize(size, RESAMPLE, box=(left * sx, top * sy, right * sx, bottom * sy))
 
 

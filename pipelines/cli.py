@@ -4,6 +4,7 @@ flukeid synth OUT_DIR --scale 0.05 --seed 0     generate a synthetic Kaggle-layo
       [--variant standard|lookalike|harsh] [--lookalikes S] [--washout S] [--hard-photos S]   harder data
 flukeid score SUBMISSION SOLUTION               MAP@5 of a submission against a solution file
 flukeid update                                  materialize only what is stale or missing
+flukeid init-home                               create $DAGSTER_HOME's storage once, before any run
 """
 
 from __future__ import annotations
@@ -82,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
 
     commands.add_parser("outputs", help="print where the outputs are and the validation MAP@5")
 
+    home = commands.add_parser(
+        "init-home",
+        help="create the Dagster home's storage once (before concurrent runs; make and CI run it)",
+    )
+    home.add_argument("--home", default=None, help="the home folder (default: $DAGSTER_HOME)")
+
     args = parser.parse_args(argv)
     if args.command == "synth":
         from synth import generate
@@ -120,10 +127,22 @@ def main(argv: list[str] | None = None) -> int:
         from dagster import DagsterInstance
 
         from pipelines.definitions import defs
+        from pipelines.home import init_home
         from pipelines.update import update as run_update
 
+        if os.environ.get("DAGSTER_HOME"):
+            init_home()
         with DagsterInstance.get() as instance:
             run_update(defs, instance, profile=args.profile, dry_run=args.dry_run)
+        return 0
+    if args.command == "init-home":
+        from pipelines.home import init_home
+
+        try:
+            print(f"dagster home ready: {init_home(args.home)}")
+        except RuntimeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "outputs":
         from pipelines.outputs import describe_outputs

@@ -13,13 +13,19 @@ def describe_outputs(storage_dir: str | None = None) -> str:
     lines = [f"artifacts: {root}"]
     submission = root / "submission.csv"
     lines.append(f"submission: {submission}" if submission.exists() else "submission: not materialized yet")
+    if (root / "matches.csv").exists():
+        lines.append(f"matches (rank, label, probability, evidence per test photo): {root / 'matches.csv'}")
     summary = root / "validation_report" / "summary.json"
     if summary.exists():
         figures = json.loads(summary.read_text())
         baselines = figures.get("baselines", {})
-        lines.append(
-            f"validation MAP@5: {figures['map5']:.4f} (new_whale threshold {figures['threshold']:.3f})"
+        decision = figures.get("decision")
+        how = (
+            f"calibrated P(same whale), ECE {decision['ece']:.3f}"
+            if decision
+            else f"new_whale threshold {figures['threshold']:.3f}"
         )
+        lines.append(f"validation MAP@5: {figures['map5']:.4f} ({how})")
         lines.append(
             "baselines on the same fold: new_whale + most frequent "
             f"{baselines.get('new_whale_frequent', float('nan')):.4f}, "

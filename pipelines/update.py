@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dagster import AssetKey, DagsterInstance, Definitions
 
 from core.profiles import run_config
+from pipelines.home import mark_abandoned_runs_failed
 from pipelines.staleness import AssetStatus, asset_statuses
 
 SOURCE_KEY = AssetKey("raw_image_files")
@@ -39,9 +40,11 @@ def update(
     max_rounds: int = 20,
     echo: Callable[[str], None] = print,
 ) -> list[list[str]]:
-    """Bring every asset up to date; returns the asset names materialized in each round."""
+    """Bring every asset up to date; returns the asset names materialized in each round. Runs a killed process
+    left STARTED are marked failed first."""
     config = run_config(profile)
     rounds: list[list[str]] = []
+    mark_abandoned_runs_failed(instance, echo=echo, dry_run=dry_run)
     if not dry_run:
         materialize_keys(defs, instance, [SOURCE_KEY], {})
     for _ in range(max_rounds):

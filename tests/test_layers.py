@@ -23,10 +23,7 @@ MAX_ASSET_LINES = 50
 
 def python_files() -> list[Path]:
     return sorted(
-        path
-        for top in PROJECT
-        for path in (ROOT / top).rglob("*.py")
-        if "__pycache__" not in path.parts
+        path for top in PROJECT for path in (ROOT / top).rglob("*.py") if "__pycache__" not in path.parts
     )
 
 
@@ -85,7 +82,9 @@ def violations(path: Path) -> list[str]:
             forbid(module, "a stage imports only core, models and itself")
         elif top == "assets" and module_top == "assets" and stage_of(module) not in (None, stage_of(name)):
             forbid(module, "a stage never imports another stage")
-        is_stage_assets = module_top == "assets" and len(module.split(".")) >= 3 and module.split(".")[2] == "assets"
+        is_stage_assets = (
+            module_top == "assets" and len(module.split(".")) >= 3 and module.split(".")[2] == "assets"
+        )
         if is_stage_assets and name != "pipelines.definitions" and stage_of(module) != stage_of(name):
             forbid(module, "only pipelines/definitions.py imports a stage's assets module")
         if top == "pipelines" and module_top == "assets" and name != "pipelines.definitions":
@@ -121,7 +120,12 @@ def test_the_rule_check_catches_a_broken_rule(tmp_path):
         found = {str(path.relative_to(fake)): violations(path) for path in fake.rglob("*.py")}
     finally:
         globals()["ROOT"] = Path(__file__).resolve().parents[1]
-    assert found["core/files.py"] and found["models/net.py"] and found["bench/b.py"] and found["pipelines/cli.py"]
+    assert (
+        found["core/files.py"]
+        and found["models/net.py"]
+        and found["bench/b.py"]
+        and found["pipelines/cli.py"]
+    )
     crops = " ".join(found["assets/crop/crops.py"])
     assert "another stage" in crops and "only assets.py imports Dagster" in crops
     assert found["pipelines/definitions.py"] == []
@@ -146,6 +150,8 @@ def asset_bodies(path: Path) -> list[tuple[str, int]]:
 @pytest.mark.parametrize("path", [p for p in python_files() if p.parts[len(ROOT.parts)] != "tests"], ids=str)
 def test_modules_and_asset_bodies_stay_short(path):
     lines = len(path.read_text().splitlines())
-    assert lines <= MAX_MODULE_LINES, f"{path.relative_to(ROOT)} has {lines} lines (at most {MAX_MODULE_LINES})"
+    assert lines <= MAX_MODULE_LINES, (
+        f"{path.relative_to(ROOT)} has {lines} lines (at most {MAX_MODULE_LINES})"
+    )
     long = [(name, count) for name, count in asset_bodies(path) if count > MAX_ASSET_LINES]
     assert not long, f"{path.relative_to(ROOT)}: asset bodies over {MAX_ASSET_LINES} lines: {long}"

@@ -20,6 +20,7 @@ from PIL import Image
 from core.artifacts import TENSOR_INDEX_COLUMNS
 from core.caches import ArrayCache, cached_map
 from core.digests import stable_digest
+from core.images import decode_photo, open_photo
 from core.parallel import parallel_map
 
 CODE_VERSION = "fluke_tensors-1"
@@ -88,20 +89,21 @@ def crop_and_resize(spec: CropSpec) -> np.ndarray:
     """One photo's crop as uint8 C x H x W, decoded at the smallest JPEG scale that keeps the output's detail."""
     mode = "L" if spec.grayscale else "RGB"
     left, top, right, bottom = spec.window
-    with Image.open(spec.path) as image:
-        full_w, full_h = image.size
+
+    def request(full: tuple[int, int]) -> tuple[int, int]:
         # draft() picks the largest 1/2^k reduction whose size is still >= the request: ask for the size at which
         # the crop window has exactly the output's pixels.
-        request = (
-            max(1, int(np.ceil(full_w * spec.width / max(right - left, 1e-6)))),
-            max(1, int(np.ceil(full_h * spec.height / max(bottom - top, 1e-6)))),
+        return (
+            max(1, int(np.ceil(full[0] * spec.width / max(right - left, 1e-6)))),
+            max(1, int(np.ceil(full[1] * spec.height / max(bottom - top, 1e-6)))),
         )
-        image.draft(mode, request)
-        sx, sy = image.size[0] / full_w, image.size[1] / full_h
-        decoded = image.convert(mode)
-        out = decoded.resize(
-            (spec.width, spec.height), RESAMPLE, box=(left * sx, top * sy, right * sx, bottom * sy)
-        )
+
+    # Upright and 8-bit whatever the file (core.images): the window is in the upright photo's pixels.
+    decoded, (full_w, full_h) = decode_photo(spec.path, mode, request)
+    sx, sy = decoded.size[0] / full_w, decoded.size[1] / full_h
+    out = decoded.resize(
+        (spec.width, spec.height), RESAMPLE, box=(left * sx, top * sy, right * sx, bottom * sy)
+    )
     array = np.asarray(out, dtype=np.uint8)
     return array[None] if array.ndim == 2 else np.ascontiguousarray(array.transpose(2, 0, 1))
 
@@ -109,8 +111,7 @@ def crop_and_resize(spec: CropSpec) -> np.ndarray:
 def naive_crop_and_resize(spec: CropSpec) -> np.ndarray:
     """The baseline: full-resolution decode, crop, resize (for the benchmark and for tests)."""
     mode = "L" if spec.grayscale else "RGB"
-    with Image.open(spec.path) as image:
-        decoded = image.convert(mode)
+    decoded = open_photo(spec.path, mode)
     left, top, right, bottom = spec.window
     out = decoded.crop((round(left), round(top), round(right), round(bottom))).resize(
         (spec.width, spec.height), RESAMPLE

@@ -21,6 +21,7 @@ from PIL import Image
 from core.artifacts import HASH_COLUMNS
 from core.caches import ValueCache, cached_map
 from core.digests import stable_digest
+from core.images import open_photo
 from core.parallel import parallel_map
 
 # Bump when the hash of a given file could change: the cache key includes it.
@@ -49,15 +50,13 @@ class HashSettings:
 
 
 def open_reduced_grayscale(path: Path, min_side: int) -> Image.Image:
-    """Decode a JPEG as grayscale at the smallest DCT scale whose sides stay >= `min_side`."""
-    with Image.open(path) as image:
-        image.draft("L", (min_side, min_side))
-        return image.convert("L")
+    """Decode a photo upright as grayscale (`core.images.open_photo`), a JPEG at the smallest DCT scale whose sides
+    stay >= `min_side`."""
+    return open_photo(path, "L", (min_side, min_side))
 
 
 def open_full_grayscale(path: Path) -> Image.Image:
-    with Image.open(path) as image:
-        return image.convert("L")
+    return open_photo(path, "L")
 
 
 def phash_hex(image: Image.Image, settings: HashSettings = HashSettings()) -> str:

@@ -41,7 +41,11 @@ class FlukeDetectorConfig(Config):
 
     epochs: int = Field(default=DetectorSettings.epochs, ge=1, description="training epochs")
     imgsz: int = Field(default=DetectorSettings.imgsz, ge=32, description="YOLO input size (pixels)")
-    model_yaml: str = Field(default=DetectorSettings.model_yaml, description="ultralytics architecture YAML")
+    model_yaml: str = Field(
+        default=DetectorSettings.model_yaml,
+        pattern=r"^.+\.ya?ml$",
+        description="ultralytics architecture YAML (built from scratch: a .pt here would be unpickled)",
+    )
     val_share: float = Field(
         default=DetectorSettings.val_share, ge=0.0, le=1.0, description="share of annotations held out"
     )
@@ -59,7 +63,14 @@ class FlukeDetectorConfig(Config):
     )
     weights_path: str | None = Field(
         default=DetectorSettings.weights_path,
-        description="a trained ultralytics .pt to use instead of training (its mAP is still measured)",
+        description="a trained ultralytics .pt to use instead of training (its mAP is still measured); it loads "
+        "only with its weights_sha256, or when this project trained it",
+    )
+    weights_sha256: str | None = Field(
+        default=DetectorSettings.weights_sha256,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="sha256 of weights_path (`sha256sum FILE`): ultralytics unpickles weights, which can run code, "
+        "so a given file loads only when its bytes match",
     )
 
     def settings(self) -> DetectorSettings:
@@ -110,6 +121,7 @@ def fluke_detector(
         storage.work_dir("ultralytics"),
         settings,
         device=device.torch_device(),
+        log=context.log.info,
     )
     if run.reused:
         context.log.info(

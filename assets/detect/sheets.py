@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image, ImageDraw, ImageFont
 
+from core.images import decode_photo
+
 DETECTED = (0, 230, 90)  # green: the detected box, with its confidence
 FALLBACK = (255, 150, 0)  # orange: no confident box, the whole photo stands in
 
@@ -27,10 +29,8 @@ def box_contact_sheet(
     rows = max(1, -(-len(chosen) // columns))
     sheet = Image.new("RGB", (columns * tile, rows * tile), (30, 30, 30))
     for i, row in enumerate(chosen.itertuples(index=False)):
-        with Image.open(Path(data_root) / paths[row.image]) as image:
-            width, height = image.size
-            image.draft("RGB", (tile, tile))
-            photo = image.convert("RGB")
+        # Upright and 8-bit, as the boxes were found (core.images); the size is the full upright photo's.
+        photo, (width, height) = decode_photo(Path(data_root) / paths[row.image], "RGB", (tile, tile))
         scale = min(tile / width, tile / height)
         photo = photo.resize((max(1, int(width * scale)), max(1, int(height * scale))))
         draw = ImageDraw.Draw(photo)

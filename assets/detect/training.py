@@ -4,12 +4,21 @@ Follow one annotated photo: `prepare_annotations` (annotations.py) files it unde
 part; `train_fluke_detector` trains a small YOLO from its architecture YAML (nothing downloaded) and measures mAP on
 the held-out part. With no annotations there are no weights, and `info` says why: `fluke_boxes` then uses whole
 photos, flagged. `fit_fluke_detector` reuses a previous training made from exactly the same annotated photos,
-boxes and settings.
+boxes and settings (one process at a time: a second run wanting the same training waits for the first, then
+reuses it), and each training runs in a folder of its own (`<work_dir>/runs/<key>.<pid>.<random>`, removed after).
+
+Weights given by `weights_path` are unpickled by ultralytics, which can run code: they load only when their
+sha256 is the `weights_sha256` given with them, or the digest of weights this project trained and memoized.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +27,9 @@ import pandas as pd
 
 from assets.detect.annotations import annotated_content, prepare_annotations, read_annotations
 from core.artifacts import FlukeDetector
-from core.caches import memoized_artifact
+from core.caches import memoized_artifact, memoized_digests
 from core.digests import stable_digest
+from core.files import pid_alive
 from models import detector as det
 
 CODE_VERSION = "fluke_detector-1"
@@ -42,6 +52,8 @@ class DetectorSettings:
     min_annotations: int = 4
     # A trained ultralytics .pt to use instead of training (its mAP is still measured when annotations exist).
     weights_path: str | None = None
+    # The sha256 of `weights_path` (`sha256sum FILE`): without it only weights this project trained load.
+    weights_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -74,14 +86,31 @@ def untrained_info(reason: str, settings: DetectorSettings, annotations: int = 0
     }
 
 
-def training_key(settings: DetectorSettings, boxes: pd.DataFrame, manifest: pd.DataFrame) -> str:
-    """What the detector learns from: the annotated photos' content, their boxes and folds, the settings."""
-    return stable_digest(
+def training_key(
+    settings: DetectorSettings, boxes: pd.DataFrame, manifest: pd.DataFrame, given_sha256: str | None = None
+) -> str:
+    """What the detector learns from: the annotated photos' content, their boxes and folds, the settings (and the
+    given weights' digest, when weights are given). Settings left at None are left out, so a field added later
+    leaves the keys of earlier trainings alone."""
+    parts = [
         CODE_VERSION,
-        asdict(settings),
+        {name: value for name, value in asdict(settings).items() if name != "weights_sha256" or value},
         boxes.drop(columns=["path"], errors="ignore").astype(str).values.tolist(),
         annotated_content(boxes, manifest),
-    )
+    ]
+    return stable_digest(*parts, *([given_sha256] if given_sha256 else []))
+
+
+def given_weights(settings: DetectorSettings, trained_dir: Path | None) -> bytes | None:
+    """The bytes of `settings.weights_path`, checked (see `models.detector.read_trusted_weights`) before anything
+    loads them; None when no weights are given."""
+    if settings.weights_path is None:
+        return None
+    path = Path(settings.weights_path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"weights_path={path} does not exist")
+    trusted = memoized_digests(trained_dir, keep=lambda info: info.get("source") == "trained")
+    return det.read_trusted_weights(path, settings.weights_sha256, trusted)
 
 
 def fit_fluke_detector(
@@ -92,16 +121,22 @@ def fit_fluke_detector(
     config_dir: Path,
     settings: DetectorSettings,
     device: object = "cpu",
+    log=None,
 ) -> DetectorRun:
     """The whole stage: read and prepare the annotations, then train (or load) and evaluate, reusing the
     artifact of an identical earlier training kept under `work_dir/trained`."""
     annotations = read_annotations(annotations_csv)
     boxes = prepare_annotations(annotations, manifest, settings.val_share, settings.seed)
+    trained_dir = Path(work_dir) / "trained"
+    # Checked before the memo, so a refused file is refused every time, memoized or not.
+    given = given_weights(settings, trained_dir)
+    key = training_key(settings, boxes, manifest, hashlib.sha256(given).hexdigest() if given else None)
     started = time.perf_counter()
     weights, info, reused = memoized_artifact(
-        Path(work_dir) / "trained",
-        training_key(settings, boxes, manifest),
-        lambda: train_fluke_detector(boxes, data_root, work_dir, config_dir, settings, device=device),
+        trained_dir,
+        key,
+        lambda: train_in_own_folder(key, boxes, data_root, work_dir, config_dir, settings, device, given),
+        log=log,
     )
     return DetectorRun(
         weights=weights,
@@ -113,6 +148,41 @@ def fit_fluke_detector(
     )
 
 
+def train_in_own_folder(
+    key: str,
+    boxes: pd.DataFrame,
+    data_root: Path,
+    work_dir: Path,
+    config_dir: Path,
+    settings: DetectorSettings,
+    device: object,
+    given: bytes | None,
+) -> tuple[bytes | None, dict]:
+    """`train_fluke_detector` in `<work_dir>/runs/<key>.<pid>.<random>`: two trainings never share a dataset or
+    an ultralytics run folder. The folder goes when the training ends; those of killed runs at the next one."""
+    runs = Path(work_dir) / "runs"
+    remove_dead_run_folders(runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{key}.{os.getpid()}.", dir=runs))
+    try:
+        return train_fluke_detector(
+            boxes, data_root, run_dir, config_dir, settings, device=device, given=given
+        )
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def remove_dead_run_folders(runs: Path) -> list[Path]:
+    """Remove the run folders (`<key>.<pid>.<random>`) of trainings whose process is gone."""
+    removed = []
+    for folder in sorted(Path(runs).iterdir()) if Path(runs).is_dir() else []:
+        match = re.fullmatch(r"[0-9a-f]+\.(\d+)\.\w+", folder.name)
+        if match and folder.is_dir() and not pid_alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def train_fluke_detector(
     boxes: pd.DataFrame,
     data_root: Path,
@@ -120,8 +190,15 @@ def train_fluke_detector(
     config_dir: Path,
     settings: DetectorSettings,
     device: object = "cpu",
+    given: bytes | None = None,
 ) -> tuple[bytes | None, dict]:
-    """Trains (or loads `settings.weights_path`) and evaluates; returns (weights bytes or None, info)."""
+    """Trains (or loads `settings.weights_path`, checked: `given` when the caller checked it already) and
+    evaluates in `work_dir`; returns (weights bytes or None, info)."""
+    if settings.weights_path is not None and given is None:
+        given = given_weights(
+            settings, Path(work_dir) / "trained"
+        )  # before anything else: refused, nothing ran
+    det.check_architecture(settings.model_yaml)
     n_annotations = int(len(boxes))
     if settings.weights_path is None and n_annotations < settings.min_annotations:
         reason = (
@@ -137,10 +214,10 @@ def train_fluke_detector(
         val_photos=int((boxes["part"] == "val").sum()) if n_annotations else 0,
     )
     if settings.weights_path is not None:
-        weights_path = Path(settings.weights_path).expanduser()
-        if not weights_path.exists():
-            raise FileNotFoundError(f"weights_path={weights_path} does not exist")
-        info.update(trained=False, source="weights_path", reason=f"weights given: {weights_path}")
+        # What loads is a private copy of the bytes that were checked, not the file, which may change meanwhile.
+        weights_path = det.materialise_weights(given, Path(work_dir) / "given")
+        given_path = Path(settings.weights_path).expanduser()
+        info.update(trained=False, source="weights_path", reason=f"weights given: {given_path}")
     else:
         result = det.train_detector(
             data_yaml,

@@ -21,6 +21,7 @@ from pydantic import Field
 from assets.identify.checks import (
     beats_frequent_whale_baseline,
     complete,
+    gallery_individuals,
     labels_known,
     matches_truth,
     well_formed,
@@ -250,13 +251,13 @@ def validation_report(
     summary = run.value["summary"]
     if summary["verification"] is not None:
         context.log.info(
-            f"geometric verification: weight {summary['verification']['weight']}, MAP@5 {run.main.map5:.4f} "
-            f"(embedding alone {run.embedding_only.map5:.4f}) in {run.verify_seconds:.1f} s"
+            f"crop verification: weight {summary['verification']['weight']}, MAP@5 "
+            f"{summary['map5_threshold_path']:.4f} (embedding alone {run.embedding_only.map5:.4f}) in "
+            f"{run.verify_seconds:.1f} s"
         )
     metadata = report_metadata(run, time.perf_counter() - started)
-    context.log.info(
-        f"validation MAP@5 {summary['map5']:.4f} at new_whale threshold {run.main.threshold:.4f}"
-    )
+    decided = "calibrated P(same whale)" if summary.get("decision") else f"threshold {run.main.threshold:.4f}"
+    context.log.info(f"validation MAP@5 {summary['map5']:.4f}, decided by {decided}")
     return Output(run.value, metadata=metadata, data_version=DataVersion(content_version(run.value)))
 
 
@@ -342,10 +343,13 @@ def submission_complete(submission: pd.DataFrame, raw_images: RawImages) -> Asse
 
 
 @asset_check(
-    asset=submission, description="Columns Image,Id; every Id is five distinct space-separated labels."
+    asset=submission,
+    additional_ins={"gallery_index": AssetIn("gallery_index")},
+    description="Columns Image,Id; every Id is five distinct space-separated labels (every label that exists, "
+    "new_whale included, when fewer than four individuals are known).",
 )
-def submission_well_formed(submission: pd.DataFrame) -> AssetCheckResult:
-    return check_result(well_formed(submission))
+def submission_well_formed(submission: pd.DataFrame, gallery_index: GalleryIndex) -> AssetCheckResult:
+    return check_result(well_formed(submission, gallery_individuals(gallery_index)))
 
 
 @asset_check(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from assets.identify.matching import EVIDENCE_COLUMNS
 from core.constants import NEW_WHALE, TOP
 from models.calibration import (
     MatchCalibrator,
@@ -25,16 +26,8 @@ from models.calibration import (
     reliability_table,
 )
 
-FEATURES = [
-    "vote_score",
-    "vote_share",
-    "vote_rank",
-    "embedding_similarity",
-    "embedding_rank",
-    "inliers",
-    "inlier_share",
-    "query_top_vote",
-]
+# Every evidence column but the pair's identity and the fused position (a rank of ranks, already in the others).
+FEATURES = [column for column in EVIDENCE_COLUMNS if column not in ("query", "label", "fused_rank")]
 # Long-tailed counts and ranks are compressed before standardising (the prototype's choice: log1p).
 TRANSFORMS = {
     name: "log1p" for name in ("vote_score", "vote_rank", "embedding_rank", "inliers", "query_top_vote")

@@ -158,9 +158,13 @@ def build_gallery(
     the same output keeps the same data version."""
     started = time.perf_counter()
     embeddings = embed_rows(embed, tensors, photos["tensor_row"].to_numpy())
-    embed_seconds = time.perf_counter() - started
     if len(photos) == 0:
-        raise ValueError("no known train photos with tensors: the gallery would be empty")
+        # Nobody known (every train photo new_whale): an empty gallery, of the model's dimension (one crop
+        # embedded to learn it), against which every query is new_whale.
+        if len(tensors) == 0:
+            raise ValueError("no crops at all: the gallery's dimension cannot be known")
+        embeddings = np.zeros((0, embed_rows(embed, tensors, np.zeros(1, np.int64)).shape[1]), np.float32)
+    embed_seconds = time.perf_counter() - started
     started = time.perf_counter()
     index = build_index(embeddings, index_type=index_type, **index_options)
     build_seconds = time.perf_counter() - started

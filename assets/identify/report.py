@@ -106,6 +106,8 @@ def validation_queries(queries: pd.DataFrame, gallery_embeddings: np.ndarray) ->
     """The val photos as queries: their gallery embedding reused where the gallery has them (known individuals),
     embedded with the same model and settings otherwise (val `new_whale` photos are not in the gallery)."""
     gallery_rows = queries["gallery_row"].to_numpy()
+    if len(gallery_embeddings) == 0:  # an empty gallery: nothing to reuse, every query is embedded
+        return Queries(crop_rows=queries["tensor_row"].to_numpy())
     return Queries(
         crop_rows=queries["tensor_row"].to_numpy(),
         reuse=gallery_rows >= 0,
@@ -245,8 +247,9 @@ def validate(
     )
     missing = (queries["gallery_row"] < 0) & (queries["tensor_row"] < 0)
     queries = queries[~missing].reset_index(drop=True)
-    if queries.empty or train_gallery.empty:
-        raise ValueError("the val fold or the train-fold gallery is empty: nothing to validate")
+    if queries.empty:
+        raise ValueError("the val fold is empty: nothing to validate")
+    # An empty train-fold gallery (nobody known) is validated as it is: every query is new_whale.
     gallery = Gallery.subset(gallery_index, train_gallery["row"].to_numpy(), fluke_tensors["index"])
     truths = queries["truth"].tolist()
     started = time.perf_counter()
@@ -263,7 +266,8 @@ def validate(
     )
     verify_seconds = time.perf_counter() - started
     threshold_path, calibrated, exhaustive, decision = main, None, None, None
-    if keypoints is not None and settings.calibrated:
+    # Nobody known: no candidate pairs to calibrate on, so the threshold path decides (every row new_whale).
+    if keypoints is not None and settings.calibrated and not train_gallery.empty:
         calibrated, exhaustive = calibrated_validation(
             queries, train_gallery, gallery, identification, keypoints, truths, settings, match_cache
         )

@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from core.images import open_photo
 from core.parallel import parallel_map
 
 
 def load_whole_image(path: Path, height: int, width: int, channels: int) -> np.ndarray:
     """One photo, uncropped, resized to height x width (aspect not kept, like a crop stretched to the tensor
-    shape), as uint8 C x H x W. Decoded at reduced scale by libjpeg where the target is much smaller."""
-    with Image.open(path) as image:
-        mode = "L" if channels == 1 else "RGB"
-        image.draft(mode, (width, height))
-        pixels = image.convert(mode).resize((width, height), Image.BILINEAR)
-        array = np.asarray(pixels, dtype=np.uint8)
+    shape), as uint8 C x H x W. Decoded upright and 8-bit (`core.images.open_photo`), at reduced scale by libjpeg
+    where the target is much smaller."""
+    mode = "L" if channels == 1 else "RGB"
+    pixels = open_photo(path, mode, (width, height)).resize((width, height), Image.BILINEAR)
+    array = np.asarray(pixels, dtype=np.uint8)
     return array[None] if channels == 1 else np.ascontiguousarray(array.transpose(2, 0, 1))
 
 

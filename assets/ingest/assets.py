@@ -18,6 +18,7 @@ from dagster import (
 
 from assets.ingest.inspection import inspection_cache
 from assets.ingest.scan import (
+    converted_counts,
     data_folder_fingerprint,
     known_photos_per_individual,
     label_statistics,
@@ -43,10 +44,13 @@ def raw_images_metadata(value: RawImages, scan_stats: dict, seconds: float) -> d
     stats = label_statistics(manifest)
     per_id = known_photos_per_individual(manifest)
     reasons = rejected["reason"].value_counts()
+    converted = converted_counts(manifest)
     return {
         **stats,
         "rejected": int(len(rejected)),
         "rejected_by_reason": MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+        "converted": int((manifest["converted"].fillna("") != "").sum()),
+        "converted_by_kind": MetadataValue.json(converted),
         "images_per_individual": figure_metadata(
             partial(
                 draw_photos_per_individual,
@@ -82,20 +86,25 @@ def raw_image_files(data: FlukeData) -> ObserveResult:
     root = data.root
     if not (root / "train.csv").exists():
         raise FileNotFoundError(f"FLUKEID_DATA_DIR={root} holds no train.csv (expected the Kaggle layout)")
-    return ObserveResult(data_version=DataVersion(data_folder_fingerprint(root)))
+    return ObserveResult(data_version=DataVersion(data_folder_fingerprint(root, data.allow_outside_links)))
 
 
 @asset(
     deps=[raw_image_files],
-    code_version=asset_version("raw_images", "raw_images-1"),
+    # -2: photos converted on read (PNG, CMYK, 16-bit, palette, EXIF rotation) are accepted, with `converted`;
+    # paths resolving outside the data folder are rejected unread.
+    code_version=asset_version("raw_images", "raw_images-2"),
     group_name="ingest",
-    description="Manifest of accepted photos (split, label, size, mode, content hash) and rejected inputs with reasons.",
+    description="Manifest of accepted photos (split, label, size, mode, content hash, conversion) and rejected "
+    "inputs with reasons.",
 )
 def raw_images(context: AssetExecutionContext, data: FlukeData, storage: FlukeStorage) -> Output[RawImages]:
     started = time.perf_counter()
     cache = inspection_cache(storage.cache_dir("raw_images") / "inspected.parquet")
     scan_stats: dict = {}
-    manifest, rejected = scan_data_folder(data.root, cache=cache, stats=scan_stats)
+    manifest, rejected = scan_data_folder(
+        data.root, cache=cache, stats=scan_stats, allow_outside_links=data.allow_outside_links
+    )
     value: RawImages = {"images": manifest, "rejected": rejected}
     metadata = raw_images_metadata(value, scan_stats, time.perf_counter() - started)
     return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))

@@ -1,12 +1,15 @@
-"""Opening and inspecting one photo: whether the pipeline can use it as it is, and if not, why not.
+"""Opening and inspecting one photo: whether the pipeline can decode it, what decoding converts, and if it cannot,
+why not.
 
-A photo is opened read-only and never written. What was learned about a file is cached under a key made of its
-path, size and modification time, so a rerun opens only new or rewritten files.
+A photo is opened read-only and never written; it is decoded the way every stage decodes it
+(`core.images.decode`), so a photo accepted here is one the stages can read. What was learned about a file is
+cached under a key made of its path, size and modification time, so a rerun opens only new or rewritten files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -15,33 +18,36 @@ from PIL import Image
 
 from core.caches import RecordCache, cached_map
 from core.digests import stable_digest
+from core.images import conversions, decode, upright_size
 from core.parallel import parallel_map
 
 # Real photos are about 1 MP; anything past this is a decompression bomb, refused before decoding.
 MAX_PIXELS = 40_000_000
-EXIF_ORIENTATION = 0x0112
 # Bump when `inspect_image` could judge an unchanged file differently: the per-file cache key includes it.
-INSPECT_VERSION = "inspect-1"
-HIGH_BIT_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+# -2: PNG, CMYK, 16-bit, palette and EXIF-rotated photos are converted (`converted`) instead of rejected; sizes
+# are the upright photo's; non-regular files are rejected unread.
+INSPECT_VERSION = "inspect-2"
 
 # Why a photo is rejected (the `reason` of a rejected row); scan.py adds the reasons of train.csv and folders.
+# Only what cannot be decoded is rejected: every format and mode `core.images.open_photo` converts is used.
 REJECTION_REASONS = (
     "missing_file",
+    "not_a_file",
     "zero_bytes",
     "decompression_bomb",
     "corrupt_image",
-    "high_bit_depth",
-    "not_jpeg",
-    "cmyk_image",
     "unsupported_mode",
-    "exif_rotation",
     "truncated_image",
 )
 
 
 @dataclass(frozen=True)
 class ImageReport:
-    """What `inspect_image` learned about one file: either its properties or why it is rejected."""
+    """What `inspect_image` learned about one file: either its properties or why it is rejected.
+
+    `width` x `height` is the photo upright (after its EXIF orientation), the frame every stage's boxes and crops
+    use; `mode` is the file's own PIL mode; `converted` what decoding changes (`core.images.conversions`, joined
+    by `+`: e.g. `png`, `cmyk`, `16-bit`, `palette`, `exif-rotation`), empty for a plain L or RGB JPEG."""
 
     width: int = 0
     height: int = 0
@@ -51,64 +57,62 @@ class ImageReport:
     content_hash: str = ""
     reason: str = ""
     detail: str = ""
+    converted: str = ""
 
 
-# The cache stores one column per report field next to `key` (the layout of existing cache files).
+# The cache stores one column per report field next to `key`.
 REPORT_COLUMNS = [field.name for field in fields(ImageReport)]
 
 
 def inspect_image(path: Path) -> ImageReport:
-    """Open one photo read-only and check that the pipeline can use it as it is."""
+    """Open one photo read-only and check that the pipeline can decode it (converting it where needed)."""
     path = Path(path)
     if not path.exists():
         return ImageReport(reason="missing_file", detail=f"{path.name} is listed but not in the folder")
+    if not path.is_file():
+        # A FIFO, device or folder: reading it could block or never end, so it is not opened at all.
+        return ImageReport(reason="not_a_file", detail=f"{path.name} is not a regular file")
     data = path.read_bytes()
     size = len(data)
-    content_hash = hashlib.sha256(data).hexdigest()
-    base = {"bytes": size, "content_hash": content_hash}
+    base = {"bytes": size, "content_hash": hashlib.sha256(data).hexdigest()}
     if size == 0:
         return ImageReport(**base, reason="zero_bytes", detail="file is empty")
     try:
-        image = Image.open(path)
+        image = Image.open(io.BytesIO(data))  # the bytes just hashed, not a second read of the file
     except Image.DecompressionBombError as error:
         return ImageReport(**base, reason="decompression_bomb", detail=str(error))
     except Exception as error:  # noqa: BLE001 - an unreadable header is a rejection, never a crash
         return ImageReport(**base, reason="corrupt_image", detail=f"unreadable header: {error}"[:200])
     with image:
-        fmt, mode, (width, height) = image.format, image.mode, image.size
-        if mode in HIGH_BIT_DEPTH_MODES:
-            return ImageReport(
-                **base, reason="high_bit_depth", detail=f"{fmt} in mode {mode}; expected 8-bit L or RGB"
-            )
-        if fmt != "JPEG":
-            return ImageReport(**base, reason="not_jpeg", detail=f"format is {fmt}, expected JPEG")
+        mode = image.mode
+        width, height = upright_size(image)
         if width * height > MAX_PIXELS:
             return ImageReport(
                 **base, reason="decompression_bomb", detail=f"{width}x{height} exceeds {MAX_PIXELS} pixels"
             )
-        if mode not in ("L", "RGB"):
-            reason = "cmyk_image" if mode == "CMYK" else "unsupported_mode"
-            return ImageReport(**base, reason=reason, detail=f"mode {mode}; expected L or RGB")
-        orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-        if orientation not in (0, 1):
-            return ImageReport(
-                **base,
-                reason="exif_rotation",
-                detail=f"EXIF orientation {orientation}: pixels are stored rotated; boxes would not match",
-            )
+        converted = "+".join(conversions(image))
         try:
-            # Decode at 1/8 scale: libjpeg still walks the whole entropy stream, so truncation is caught.
-            image.draft(mode, (max(1, width // 8), max(1, height // 8)))
-            image.load()
-            small = np.asarray(image)
+            # Decode at 1/8 scale the way the stages decode: libjpeg still walks the whole entropy stream, so
+            # truncation is caught, and every conversion a stage will make is made here once.
+            small = np.asarray(decode(image, "RGB", (max(1, width // 8), max(1, height // 8))).image)
         except Exception as error:  # noqa: BLE001 - any decoder failure is a rejection, never a crash
-            reason = "truncated_image" if "truncated" in str(error).lower() else "corrupt_image"
-            return ImageReport(**base, reason=reason, detail=f"{type(error).__name__}: {error}"[:200])
-    grayscale = mode == "L" or bool(
+            return ImageReport(**base, **decode_failure(error, mode))
+    grayscale = bool(
         np.abs(small[..., 0].astype(np.int16) - small[..., 1]).mean() < 2
         and np.abs(small[..., 1].astype(np.int16) - small[..., 2]).mean() < 2
     )
-    return ImageReport(width=width, height=height, mode=mode, is_grayscale=grayscale, **base)
+    return ImageReport(
+        width=width, height=height, mode=mode, is_grayscale=grayscale, converted=converted, **base
+    )
+
+
+def decode_failure(error: Exception, mode: str) -> dict:
+    """The reason and detail of a photo whose pixels could not be decoded or converted."""
+    message = str(error)
+    if isinstance(error, ValueError) and "conversion" in message:
+        return {"reason": "unsupported_mode", "detail": f"mode {mode}: {message}"[:200]}
+    reason = "truncated_image" if "truncated" in message.lower() else "corrupt_image"
+    return {"reason": reason, "detail": f"{type(error).__name__}: {message}"[:200]}
 
 
 def inspection_cache(path: Path) -> RecordCache:

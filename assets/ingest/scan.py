@@ -1,7 +1,9 @@
 """Reading train.csv and the split folders into the manifest of accepted photos and the rejected inputs.
 
-Follow one photo: train.csv names it, `inspection.inspect_image` opens it (never writes it), and it lands in
-`raw_images["images"]` with its size, mode and content hash, or in `raw_images["rejected"]` saying why not.
+Follow one photo: train.csv names it, its path is checked to stay inside the data folder (a symlink out of it is
+rejected before anything opens it, unless `allow_outside_links`), `inspection.inspect_image` opens it (never
+writes it), and it lands in `raw_images["images"]` with its size, mode, content hash and what decoding converts,
+or in `raw_images["rejected"]` saying why not.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from core.caches import RecordCache
 from core.constants import NEW_WHALE
 
 SPLITS = ("train", "test")
-IMAGE_SUFFIXES = {".jpg", ".jpeg"}
+# Files of test/ taken as photos (train photos are the ones train.csv names); decoding converts non-JPEGs.
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 # Labels are joined with spaces in submissions, so a label holds no whitespace or separators.
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -31,15 +34,19 @@ LISTING_REASONS = (
     "duplicate_row",
     "conflicting_labels",
     "not_in_train_csv",
-    "not_jpeg",
+    "not_a_photo",
+    "outside_data_folder",
 )
 ALL_REASONS = frozenset(LISTING_REASONS) | frozenset(REJECTION_REASONS)
 
 
-def data_folder_fingerprint(root: Path) -> str:
+def data_folder_fingerprint(root: Path, allow_outside_links: bool = False) -> str:
     """A version of the data folder that changes when train.csv, annotations or any photo is added, removed or
-    rewritten. Uses names, sizes and modification times: cheap enough to observe often."""
+    rewritten. Uses names, sizes and modification times: cheap enough to observe often. Turning
+    `allow_outside_links` on changes it too (what is accepted changes); off, it is the fingerprint it always was."""
     digest = hashlib.sha256()
+    if allow_outside_links:
+        digest.update(b"allow_outside_links\n")
     for name in ("train.csv", "annotations/boxes.csv"):
         path = root / name
         digest.update(name.encode())
@@ -115,11 +122,24 @@ def safe_name(name: str) -> bool:
     return len(parts) == 1 and parts[0] not in ("..", ".")
 
 
+def outside_target(root: Path, path: Path) -> Path | None:
+    """Where `path` really leads when that is outside the data folder `root` (a symlinked photo or split folder
+    pointing elsewhere); None when it stays inside. Resolving reads links only: the file is not opened."""
+    target = Path(os.path.realpath(path))
+    return None if target.is_relative_to(Path(os.path.realpath(root))) else target
+
+
 def scan_data_folder(
-    root: Path, workers: int | None = None, cache: RecordCache | None = None, stats: dict | None = None
+    root: Path,
+    workers: int | None = None,
+    cache: RecordCache | None = None,
+    stats: dict | None = None,
+    allow_outside_links: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The whole ingestion: returns (manifest of accepted images, rejected inputs with reasons).
 
+    A photo whose path resolves outside `root` is rejected (`outside_data_folder`) without being opened, unless
+    `allow_outside_links` (a folder deliberately assembled from links to photos elsewhere).
     `stats`, when given, receives `inspected` (files opened now) and `from_cache`."""
     root = Path(root)
     labelled, rejected = read_train_csv(root / "train.csv")
@@ -138,11 +158,12 @@ def scan_data_folder(
         if not path.is_file():
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES:
-            rejected.append(
-                _rejected(path.name, "test", None, "not_jpeg", f"suffix {path.suffix or '(none)'}")
-            )
+            detail = f"suffix {path.suffix or '(none)'}; photos are {', '.join(sorted(IMAGE_SUFFIXES))}"
+            rejected.append(_rejected(path.name, "test", None, "not_a_photo", detail))
         else:
             candidates.append((path.name, "test", None))
+    if not allow_outside_links:
+        candidates = _inside_only(root, candidates, rejected)
     paths = [root / split / image for image, split, _ in candidates]
     reports, inspected = inspect_images(paths, cache=cache, workers=workers)
     if stats is not None:
@@ -164,6 +185,7 @@ def scan_data_folder(
                 "is_grayscale": report.is_grayscale,
                 "bytes": report.bytes,
                 "content_hash": report.content_hash,
+                "converted": report.converted,
             }
         )
     manifest = pd.DataFrame(accepted, columns=IMAGE_COLUMNS)
@@ -173,6 +195,29 @@ def scan_data_folder(
         ["split", "image"], kind="stable"
     )
     return manifest, rejected_df.reset_index(drop=True)
+
+
+def _inside_only(root: Path, candidates: list[tuple], rejected: list[dict]) -> list[tuple]:
+    """The candidates whose files stay inside `root`; the others go to `rejected`, unopened."""
+    inside = []
+    for image, split, label in candidates:
+        target = outside_target(root, root / split / image)
+        if target is None:
+            inside.append((image, split, label))
+        else:
+            detail = (
+                f"{split}/{image} resolves to {target}, outside the data folder (allow_outside_links is off)"
+            )
+            rejected.append(_rejected(image, split, label, "outside_data_folder", detail))
+    return inside
+
+
+def converted_counts(images: pd.DataFrame) -> dict[str, int]:
+    """Accepted photos per conversion (`png`, `cmyk`, `16-bit`, `palette`, `exif-rotation`, ...); a photo
+    converted twice (e.g. `png+palette`) counts under both."""
+    column = images["converted"] if "converted" in images else pd.Series(dtype=object)
+    kinds = [kind for value in column.fillna("") for kind in str(value).split("+") if kind]
+    return {str(kind): int(count) for kind, count in pd.Series(kinds, dtype=object).value_counts().items()}
 
 
 def _rejected(image: str, split: str, label: str | None, reason: str, detail: str) -> dict:

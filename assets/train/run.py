@@ -5,7 +5,9 @@ Follow one training photo: `training_manifest` gives its label and fold, `fluke_
 validation fold is ranked against the training fold (MAP@5, threshold tuned by `models.retrieval`). Beside the
 trained model, the same validation fold is scored by the two baselines of `models.baselines`, computed in this
 run and ranked by the same rule and tuner: `new_whale` then the four most frequent individuals, and whole-crop
-pixel nearest neighbours. The run checkpoints under `<work dir>/<run key>/` and resumes from there.
+pixel nearest neighbours. The run checkpoints under `<work dir>/<run key>/` and resumes from there; one process
+at a time trains a run key (the lock file `<work dir>/<run key>.lock` holds its pid), so a second run wanting the
+same training waits for the first and then finds its finished checkpoint instead of training beside it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from core.artifacts import EmbeddingModel, EmbeddingModelInfo, FlukeTensors
 from core.digests import content_version, stable_digest
+from core.files import pid_lock
 from models.baselines import frequent_whale_baseline, pixel_vectors
 from models.embedding import parameter_count, weights_to_bytes
 from models.epoch_validation import rank_and_score, validation_truths
@@ -89,9 +92,10 @@ def train_embedding_artifact(
     started = time.perf_counter()
     data = prepare_training_data(fluke_tensors["tensors"], fluke_tensors["index"], training_manifest)
     key = run_key(config, data)
-    result = train_embedding(
-        data, config, device, checkpoint_dir=Path(checkpoint_root) / key, run_key=key, log=log
-    )
+    with pid_lock(Path(checkpoint_root) / f"{key}.lock", log=log):
+        result = train_embedding(
+            data, config, device, checkpoint_dir=Path(checkpoint_root) / key, run_key=key, log=log
+        )
     history = result.history
     validated = history.dropna(subset=["val_map5"])
     final = validated.iloc[-1] if len(validated) else None

@@ -153,3 +153,47 @@ def test_train_evaluate_predict_offline(small_set, tmp_path, monkeypatch):
             assert 0 <= found.y0 < found.y1 <= row.height + 1e-3
             assert 0.0 < found.confidence <= 1.0
     assert attempts == []
+
+
+class _WritesMarkerWhenUnpickled:
+    """Unpickling this calls open(marker, "w"): a stand-in for any code a planted weights file could run."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_planted_weights_are_refused_before_anything_unpickles_them(tmp_path):
+    import hashlib
+    import pickle
+
+    marker = tmp_path / "marker"
+    planted = tmp_path / "planted.pt"
+    planted.write_bytes(pickle.dumps({"model": _WritesMarkerWhenUnpickled(marker)}))
+    with pytest.raises(det.UntrustedWeights, match="weights_sha256"):
+        det.read_trusted_weights(planted, None)
+    with pytest.raises(det.UntrustedWeights, match="not the weights_sha256"):
+        det.read_trusted_weights(planted, "0" * 64)
+    assert not marker.exists()
+    digest = hashlib.sha256(planted.read_bytes()).hexdigest()
+    assert (
+        det.read_trusted_weights(planted, digest.upper()) == planted.read_bytes()
+    )  # vouched for by the user
+    assert det.read_trusted_weights(planted, None, trusted={digest}) == planted.read_bytes()  # trained here
+    assert not marker.exists()
+    pickle.loads(planted.read_bytes())  # the refused file really would have run code
+    assert marker.exists()
+
+
+def test_a_pt_is_refused_as_architecture():
+    with pytest.raises(det.UntrustedWeights):
+        det.check_architecture("planted.pt")
+    det.check_architecture("yolov8n.yaml")
+
+
+def test_materialised_weights_changed_on_disk_are_rewritten(tmp_path):
+    path = det.materialise_weights(b"weights", tmp_path)
+    path.write_bytes(b"planted")
+    assert det.materialise_weights(b"weights", tmp_path) == path and path.read_bytes() == b"weights"

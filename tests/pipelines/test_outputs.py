@@ -12,3 +12,15 @@ def test_outputs_name_the_submission_and_validation_figures(tmp_path):
     text = describe_outputs(str(tmp_path))
     assert f"submission: {tmp_path / 'submission.csv'}" in text
     assert "validation MAP@5: 0.9123" in text and "pixel nearest neighbours 0.4000" in text
+
+
+def test_outputs_name_the_calibrated_decision_and_the_match_table(tmp_path):
+    import json
+
+    (tmp_path / "validation_report").mkdir()
+    summary = {"map5": 0.95, "threshold": 3.2, "baselines": {}, "decision": {"ece": 0.012}}
+    (tmp_path / "validation_report" / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "matches.csv").write_text("image,rank,label,probability\n")
+    text = describe_outputs(str(tmp_path))
+    assert "validation MAP@5: 0.9500 (calibrated P(same whale), ECE 0.012)" in text
+    assert str(tmp_path / "matches.csv") in text

@@ -21,7 +21,11 @@ def no_keypoints(images: pd.DataFrame) -> dict:
     """A `core.artifacts.FlukeKeypoints` where no photo has keypoints (the world's 8 x 16 crops hold none): the
     calibrated decision then rests on the embedding's evidence alone."""
     index = images[["image", "split"]].assign(start=0, count=0).reset_index(drop=True)
-    return {"points": np.zeros((0, 2), np.float32), "descriptors": np.zeros((0, 128), np.uint8), "index": index}
+    return {
+        "points": np.zeros((0, 2), np.float32),
+        "descriptors": np.zeros((0, 128), np.uint8),
+        "index": index,
+    }
 
 
 def upstream(world: dict) -> list:

@@ -56,17 +56,27 @@ def test_validation_fits_a_calibrated_decision_that_the_submission_applies():
     gallery = MatchGallery(world["gallery_features"], world["gallery_labels"], world["gallery_embeddings"])
     settings, truths = MatchSettings(candidates=5, photos=2, workers=2), world["truths"]
     fill = ["w_0", "w_1", "w_2", "w_3"]
-    run = validate_calibrated(world["query_features"], world["query_embeddings"], gallery, truths, fill, settings)
+    run = validate_calibrated(
+        world["query_features"], world["query_embeddings"], gallery, truths, fill, settings
+    )
     assert run.calibrator.fitted and run.calibration.same_pairs == 10
-    assert map_at_5(run.rows, truths) > 0.9  # out-of-fold probabilities: no query scored by a model that saw it
-    assert 0.0 <= run.calibration.ece <= 0.2 and run.calibration.reliability["pairs"].sum() == len(run.probabilities)
+    assert (
+        map_at_5(run.rows, truths) > 0.9
+    )  # out-of-fold probabilities: no query scored by a model that saw it
+    assert 0.0 <= run.calibration.ece <= 0.2 and run.calibration.reliability["pairs"].sum() == len(
+        run.probabilities
+    )
     assert np.mean([row[0] == NEW_WHALE for row in run.rows]) > 0.2
     recall = recall_table(run.matching, truths).set_index("generator")
     assert recall.loc["keypoint votes", "recall@1"] == 1.0
     # The calibrator travels as JSON; applied to the same queries it gives the same kind of rows.
     calibrator = MatchCalibrator.from_dict(run.calibrator.to_dict())
-    applied = apply_calibrated(world["query_features"], world["query_embeddings"], gallery, calibrator, fill, settings)
-    assert np.allclose(applied.probabilities, run.calibrator.predict(run.matching.evidence[FEATURES].to_numpy()))
+    applied = apply_calibrated(
+        world["query_features"], world["query_embeddings"], gallery, calibrator, fill, settings
+    )
+    assert np.allclose(
+        applied.probabilities, run.calibrator.predict(run.matching.evidence[FEATURES].to_numpy())
+    )
     assert map_at_5(applied.rows, truths) >= map_at_5(run.rows, truths) - 0.05
     assert same_whale(run.matching.evidence, truths).sum() == 10
 
@@ -80,4 +90,7 @@ def test_the_exhaustive_matcher_scores_a_sample_of_queries_against_every_gallery
     )
     assert baseline.queries == 4 and baseline.pairs == 4 * len(gallery.labels)
     assert baseline.chain_map5 == 1.0 and 0.5 <= baseline.map5 <= 1.0 and baseline.seconds_per_query > 0
-    assert exhaustive_baseline(world["query_features"], gallery, world["truths"], rows, [], MatchSettings(), 0) is None
+    assert (
+        exhaustive_baseline(world["query_features"], gallery, world["truths"], rows, [], MatchSettings(), 0)
+        is None
+    )

@@ -29,12 +29,16 @@ def test_the_known_whale_is_the_first_candidate_with_the_most_inliers(world):
             assert rows["inliers"].max() < 15  # chance matches only
             continue
         assert matching.vote_rankings[q][0] == truth
-        assert truth in matching.fused_rankings[q][:3]  # kept among the candidates; evidence decides the order
+        assert (
+            truth in matching.fused_rankings[q][:3]
+        )  # kept among the candidates; evidence decides the order
         best = rows.sort_values("inliers", ascending=False).iloc[0]
         assert best["label"] == truth and best["inliers"] >= 20 and best["inlier_share"] == 1.0
         assert best["vote_share"] == 1.0 and best["vote_rank"] == 0
     # The weak embedding alone misses some whales that the votes find.
-    embedding_first = [r[0] == t for r, t in zip(matching.embedding_rankings, world["truths"]) if t != NEW_WHALE]
+    embedding_first = [
+        r[0] == t for r, t in zip(matching.embedding_rankings, world["truths"]) if t != NEW_WHALE
+    ]
     assert not all(embedding_first)
 
 
@@ -67,6 +71,8 @@ def test_a_query_may_not_match_its_own_gallery_photo(world):
 def test_queries_without_keypoints_still_get_candidates(world):
     from models.verification import EMPTY
 
-    matching = match_queries([EMPTY], world["query_embeddings"][:1], gallery_of(world), MatchSettings(workers=1))
+    matching = match_queries(
+        [EMPTY], world["query_embeddings"][:1], gallery_of(world), MatchSettings(workers=1)
+    )
     assert len(matching.evidence) > 0
     assert (matching.evidence["inliers"] == 0).all() and (matching.evidence["vote_score"] == 0).all()

@@ -109,3 +109,16 @@ def test_artifact_is_a_loadable_model_with_its_history_and_is_found_again(tmp_pa
     )
     assert again_summary["resumed_from_epoch"] == 2
     assert artifact_version(again) == artifact_version(value)
+
+
+def test_every_photo_new_whale_trains_no_step_and_hands_on_the_network(tmp_path):
+    tensors, index, manifest = _store()
+    value, summary = train_embedding_artifact(
+        {"tensors": tensors, "index": index},
+        manifest.assign(label=NEW_WHALE),
+        TrainingConfig(**TINY),
+        torch.device("cpu"),
+        tmp_path,
+    )
+    assert summary["classes"] == 0 and int(value["history"]["steps"].sum()) == 0
+    assert len(value["history"]) == TINY["epochs"] and value["history"]["val_map5"].notna().all()
