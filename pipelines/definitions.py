@@ -6,6 +6,8 @@ hyperparameters come from run config (`configs/*.yaml`).
 
 from __future__ import annotations
 
+import inspect
+
 from dagster import (
     Definitions,
     define_asset_job,
@@ -50,6 +52,28 @@ def chain_part(*names: str, checks: bool = True) -> list:
     return chosen
 
 
+def config_classes() -> dict[str, type]:
+    """Asset name -> its `Config` class (the annotation of its `config` parameter)."""
+    classes = {}
+    for definition in all_assets:
+        op = getattr(definition, "op", None)
+        parameter = inspect.signature(op.compute_fn.decorated_fn).parameters.get("config") if op else None
+        if parameter is not None and isinstance(parameter.annotation, type):
+            classes[definition.key.to_user_string()] = parameter.annotation
+    return classes
+
+
+def check_run_config(config: dict) -> dict:
+    """Build every asset's `Config` from its section of `config`, so that an out-of-range value (declared on the
+    fields: positive epochs, shares in [0, 1], ...) fails now, naming its field; Dagster's run-config validation
+    checks names and types, the ranges only when the step starts. Returns `config`."""
+    classes = config_classes()
+    for name, section in (config.get("ops") or {}).items():
+        if name in classes:
+            classes[name](**((section or {}).get("config") or {}))
+    return config
+
+
 def build_resources(
     data_dir: str | None = None, storage_dir: str | None = None, device: str | None = None
 ) -> dict:
@@ -73,7 +97,7 @@ def build_definitions(**kwargs) -> Definitions:
             define_asset_job(
                 "identify_whales",
                 selection="*",
-                config=run_config(),
+                config=check_run_config(run_config()),
                 description="Every stage, photos to submission, with the active profile's run config.",
             )
         ],

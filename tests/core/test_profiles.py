@@ -20,6 +20,9 @@ def test_profile_is_a_valid_run_config_for_every_asset(profile):
     job = build_definitions().get_job_def("identify_whales")
     # Raises DagsterInvalidConfigError naming the field on a typo or a wrong type.
     validate_run_config(job, run_config(profile))
+    from pipelines.definitions import check_run_config
+
+    check_run_config(run_config(profile))  # and every value within its declared range
 
 
 def test_a_misspelled_field_is_refused():
@@ -45,3 +48,29 @@ def test_asset_version_folds_in_the_profile_section(monkeypatch):
     assert tiny != demo and tiny.startswith("fluke_tensors-1+cfg.")
     with pytest.raises(FileNotFoundError, match="profiles live in"):
         run_config("no-such-profile")
+
+
+@pytest.mark.parametrize(
+    ("asset", "field", "value"),
+    [
+        ("embedding_model", "epochs", -1),  # once: KeyError ['val_map5'] deep in training
+        ("fluke_tensors", "height", 0),  # once: ZeroDivisionError in the crop stage
+        ("fluke_boxes", "min_confidence", 1.5),
+        ("training_manifest", "val_new_whale_share", -0.1),
+        ("validation_report", "match_candidates", 0),
+    ],
+)
+def test_an_out_of_range_value_fails_at_launch_naming_its_field(asset, field, value, tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    from pipelines.definitions import check_run_config
+
+    bad = {"ops": {asset: {"config": {field: value}}}}
+    with pytest.raises(ValidationError, match=field):
+        check_run_config(bad)
+    # A profile holding it stops the code location from loading (UI and CLI alike), naming the field.
+    profile = tmp_path / "bad.yaml"
+    profile.write_text(f"ops:\n  {asset}:\n    config: {{{field}: {value}}}\n")
+    monkeypatch.setenv("FLUKEID_PROFILE", str(profile))
+    with pytest.raises(ValidationError, match=field):
+        build_definitions()
