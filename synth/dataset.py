@@ -104,6 +104,10 @@ def _render_all(tasks: list[Task], workers: int, progress_total: int | None) -> 
                     recs.extend(r)
                     if bar is not None:
                         bar.update(len(r))
+                # Let the workers exit on their own: leaving the block terminates them by SIGTERM, which a
+                # process whose SIGTERM is ignored (inherited, e.g. under some test runners) never answers.
+                pool.close()
+                pool.join()
     finally:
         if bar is not None:
             bar.close()

@@ -56,3 +56,41 @@ def test_cli_observes_the_data_folder_and_materializes_ingestion(tiny_dataset, t
     assert "RUN_SUCCESS" in done.stderr + done.stdout
     # The run history lives in the given DAGSTER_HOME, so staleness survives between commands.
     assert any((tmp_path / "dagster_home").rglob("*.db"))
+
+
+@pytest.mark.slow
+def test_two_full_runs_at_once_on_a_used_home_and_storage_both_succeed(tiny_dataset, tmp_path):
+    """Issue 16's first failure: on a used home, two concurrent runs without caches once crashed one run and left
+    the other's detector history with every epoch twice (both trained in one shared folder)."""
+    import json
+
+    env = dagster_environment(tmp_path, tiny_dataset, FLUKEID_PROFILE="tiny")
+    init = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "init-home"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert init.returncode == 0, init.stderr[-2000:]
+    assert _dagster(env, "--select", "raw_image_files").returncode == 0  # the home is now used
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "pipelines.definitions"]
+    command += ["--select", "*", "-c", str(REPO / "configs" / "tiny.yaml")]
+    runs = [
+        subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    ]
+    runs.append(
+        subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+    )
+    outputs = [run.communicate(timeout=900) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-3000:] for _, err in outputs]
+    storage = tmp_path / "storage"
+    info = json.loads((storage / "fluke_detector" / "info.json").read_text())
+    epochs = [row["epoch"] for row in info.get("history", [])]
+    assert len(epochs) == len(set(epochs)), "the detector history holds an epoch twice"
+    submission = pd.read_csv(storage / "submission.csv")
+    assert sorted(submission["Image"]) == sorted(pd.read_csv(tiny_dataset / "solution.csv")["Image"])
