@@ -64,8 +64,8 @@ screenshots: $(VENV)/.installed
 	FLUKEID_TEST_OUTPUT=$(CURDIR)/docs $(BIN)/python -m pytest -q tests/test_ui.py
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check pipelines assets models tests bench
-	$(BIN)/ruff format --check pipelines assets models tests bench
+	$(BIN)/ruff check core synth pipelines assets models tests bench
+	$(BIN)/ruff format --check core synth pipelines assets models tests bench
 
 clean:
 	rm -rf $(STORAGE) $(DAGSTER_HOME)
