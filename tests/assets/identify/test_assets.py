@@ -2,60 +2,24 @@
 upstream artifacts (a small untrained embedding model), with their metadata and checks; the score against the
 generator's truth is on a check, not on the submission."""
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
-from dagster import asset, instance_for_test, materialize
 
-from core.resources import ComputeDevice, FlukeData, FlukeStorage
-from models.embedding import EmbeddingSpec, build_embedding_model, weights_to_bytes
-from pipelines.definitions import chain_part
-from pipelines.io_managers import ArtifactIOManager
+from tests.assets.identify.stage_run import no_keypoints, run_stage, untrained_model
 from tests.assets.identify.world import duplicate_groups_of_world, make_world, truth_file
 
-STAGE = ["gallery_index", "validation_report", "submission"]
 
-
-def no_keypoints(images: pd.DataFrame) -> dict:
-    """A `core.artifacts.FlukeKeypoints` where no photo has keypoints (the world's 8 x 16 crops hold none): the
-    calibrated decision then rests on the embedding's evidence alone."""
-    index = images[["image", "split"]].assign(start=0, count=0).reset_index(drop=True)
-    return {
-        "points": np.zeros((0, 2), np.float32),
-        "descriptors": np.zeros((0, 128), np.uint8),
-        "index": index,
-    }
-
-
-def upstream(world: dict) -> list:
-    """Stand-ins for the assets before this stage, returning the world's artifacts."""
-    torch.manual_seed(0)
-    model = build_embedding_model(EmbeddingSpec(backbone="tiny_resnet", embedding_dim=8, head_hidden=16))
+def upstream(world: dict) -> dict:
+    """The world's artifacts for the assets before this stage."""
     groups = {**duplicate_groups_of_world(), "groups": pd.DataFrame({"image": ["w5_0.jpg"], "group": [0]})}
-    values = {
+    return {
         "raw_images": world["raw_images"],
         "training_manifest": world["training_manifest"],
         "fluke_tensors": world["fluke_tensors"],
-        # A whole `core.artifacts.EmbeddingModel` (its type check wants every part), though only weights and
-        # config are read here.
-        "embedding_model": {
-            "weights": weights_to_bytes(model),
-            "config": {"model": model.spec.to_dict()},
-            "history": pd.DataFrame({"epoch": [1]}),
-        },
+        "embedding_model": untrained_model(pd.DataFrame({"epoch": [1]})),
         "duplicate_groups": groups,
         "fluke_keypoints": no_keypoints(world["raw_images"]["images"]),
     }
-
-    def stand_in(name):
-        @asset(name=name)
-        def _value():
-            return values[name]
-
-        return _value
-
-    return [stand_in(name) for name in values]
 
 
 @pytest.fixture(scope="module")
@@ -63,34 +27,13 @@ def materialized(tmp_path_factory):
     work = tmp_path_factory.mktemp("identify")
     world = make_world(work / "data")
     truth_file(world)
-    storage = str(work / "storage")
-    resources = {
-        "data": FlukeData(data_dir=str(world["root"])),
-        "storage": FlukeStorage(storage_dir=storage),
-        "device": ComputeDevice(device="cpu"),
-        "io_manager": ArtifactIOManager(storage_dir=storage),
+    result = run_stage(upstream(world), world["root"], work / "storage")
+    events = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
     }
-    run_config = {
-        "ops": {
-            "gallery_index": {"config": {"batch_size": 16}},
-            "validation_report": {"config": {"k": 10, "sweep_points": 11, "workers": 1}},
-            "submission": {"config": {"k": 10}},
-        }
-    }
-    with instance_for_test() as instance:
-        result = materialize(
-            [*upstream(world), *chain_part(*STAGE)],
-            resources=resources,
-            run_config=run_config,
-            instance=instance,
-        )
-        assert result.success
-        events = {
-            e.asset_key.to_user_string(): e.materialization.metadata
-            for e in result.get_asset_materialization_events()
-        }
-        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-        yield {"events": events, "checks": checks, "storage": work / "storage"}
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    return {"events": events, "checks": checks, "storage": work / "storage"}
 
 
 def test_the_stage_materializes_with_its_metadata(materialized):

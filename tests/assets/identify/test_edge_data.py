@@ -5,74 +5,26 @@ on when there is nobody to learn)."""
 
 import pandas as pd
 import pytest
-import torch
-from dagster import asset, instance_for_test, materialize
 
 from assets.identify.checks import beats_frequent_whale_baseline, well_formed
 from core.constants import NEW_WHALE
-from core.resources import ComputeDevice, FlukeData, FlukeStorage
-from models.embedding import EmbeddingSpec, build_embedding_model, weights_to_bytes
-from pipelines.definitions import chain_part
-from pipelines.io_managers import ArtifactIOManager
 from tests.assets.identify.edge_world import edge_world
-from tests.assets.identify.test_assets import no_keypoints
-
-STAGE = ["gallery_index", "validation_report", "submission"]
-
-
-def stand_ins(world: dict) -> list:
-    torch.manual_seed(0)
-    model = build_embedding_model(EmbeddingSpec(backbone="tiny_resnet", embedding_dim=8, head_hidden=16))
-    values = {
-        "raw_images": world["raw_images"],
-        "training_manifest": world["training_manifest"],
-        "fluke_tensors": world["fluke_tensors"],
-        "embedding_model": {
-            "weights": weights_to_bytes(model),
-            "config": {"model": model.spec.to_dict()},
-            "history": pd.DataFrame({"epoch": pd.Series(dtype="int64")}),
-        },
-        "duplicate_groups": world["duplicate_groups"],
-        "fluke_keypoints": no_keypoints(world["raw_images"]["images"]),
-    }
-
-    def stand_in(name):
-        @asset(name=name)
-        def _value():
-            return values[name]
-
-        return _value
-
-    return [stand_in(name) for name in values]
+from tests.assets.identify.stage_run import no_keypoints, run_stage, untrained_model
 
 
 def materialize_stage(work, known: set[str]) -> dict:
     world = edge_world(work / "data", known)
-    storage = str(work / "storage")
-    resources = {
-        "data": FlukeData(data_dir=str(world["root"])),
-        "storage": FlukeStorage(storage_dir=storage),
-        "device": ComputeDevice(device="cpu"),
-        "io_manager": ArtifactIOManager(storage_dir=storage),
+    upstream = {
+        "raw_images": world["raw_images"],
+        "training_manifest": world["training_manifest"],
+        "fluke_tensors": world["fluke_tensors"],
+        "embedding_model": untrained_model(pd.DataFrame({"epoch": pd.Series(dtype="int64")})),
+        "duplicate_groups": world["duplicate_groups"],
+        "fluke_keypoints": no_keypoints(world["raw_images"]["images"]),
     }
-    run_config = {
-        "ops": {
-            "gallery_index": {"config": {"batch_size": 16}},
-            "validation_report": {"config": {"k": 10, "sweep_points": 11, "workers": 1}},
-            "submission": {"config": {"k": 10}},
-        }
-    }
-    with instance_for_test() as instance:
-        result = materialize(
-            [*stand_ins(world), *chain_part(*STAGE)],
-            resources=resources,
-            run_config=run_config,
-            instance=instance,
-        )
-        assert result.success
-        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
-        submission = pd.read_csv(work / "storage" / "submission.csv")
-    return {"checks": checks, "submission": submission}
+    result = run_stage(upstream, world["root"], work / "storage")
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    return {"checks": checks, "submission": pd.read_csv(work / "storage" / "submission.csv")}
 
 
 @pytest.mark.parametrize("known", [{"w_0"}, set()], ids=["one_individual", "all_new_whale"])
