@@ -19,7 +19,7 @@ export FLUKEID_PROFILE := $(PROFILE)
 export YOLO_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test ui screenshots update lint data clean
+.PHONY: install demo test ui review screenshots update lint data clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -59,13 +59,19 @@ update: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
 ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
 
-## make screenshots: the browser test (tests/test_ui.py), its screenshots kept in docs/ui for the README.
+## make review: the review page on http://127.0.0.1:8765 over the materialized review_queue; decisions go to
+## $(DEMO_DATA)/reviews/decisions.csv, then `make update` learns from them.
+review: $(VENV)/.installed
+	$(BIN)/flukeid review --storage $(FLUKEID_STORAGE_DIR) --data $(FLUKEID_DATA_DIR)
+
+## make screenshots: the browser tests (tests/test_ui.py, tests/test_review_ui.py), their screenshots kept in
+## docs/ui and docs/review for the README.
 screenshots: $(VENV)/.installed
-	FLUKEID_TEST_OUTPUT=$(CURDIR)/docs $(BIN)/python -m pytest -q tests/test_ui.py
+	FLUKEID_TEST_OUTPUT=$(CURDIR)/docs $(BIN)/python -m pytest -q tests/test_ui.py tests/test_review_ui.py
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check core synth pipelines assets models tests bench
-	$(BIN)/ruff format --check core synth pipelines assets models tests bench
+	$(BIN)/ruff check core synth pipelines assets models review tests bench
+	$(BIN)/ruff format --check core synth pipelines assets models review tests bench
 
 clean:
 	rm -rf $(STORAGE) $(DAGSTER_HOME)

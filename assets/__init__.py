@@ -2,6 +2,7 @@
 
 raw_images -> image_hashes -> duplicate_groups -> training_manifest -> fluke_detector -> fluke_boxes
 -> fluke_tensors -> embedding_model -> gallery_index -> validation_report -> submission
+-> review_queue -> decided_identities (decisions flow back to raw_images through the decisions file)
 """
 
 import warnings

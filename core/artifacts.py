@@ -42,7 +42,20 @@ plain L or RGB JPEG)."""
 
 REJECTED_COLUMNS = ["image", "split", "label", "reason", "detail"]
 """`raw_images["rejected"]`: one row per rejected file or train.csv row, sorted by (split, image): why (`reason`,
-one of `assets.ingest.scan.ALL_REASONS`) and the specifics (`detail`)."""
+one of `assets.ingest.scan.ALL_REASONS`, or of `assets.ingest.encounters.ENCOUNTER_REASONS` for a row of
+encounters.csv, split `encounters`) and the specifics (`detail`)."""
+
+
+REVIEW_COLUMNS = ["image", "decision", "label", "reviewer", "time"]
+"""`raw_images["reviews"]`: one row per test photo with a standing review decision (`core.decisions`): `same`
+(confirmed as the known or review-created individual `label`), `new` (a new individual, `label` its created id) or
+`unsure` (no label). `same` and `new` photos also appear as labelled train rows of `images`."""
+
+ENCOUNTER_COLUMNS = ["image", "split", "encounter", "source"]
+"""`raw_images["encounters"]`: one row per accepted photo in an encounter (photos of one whale taken together,
+identified together), sorted by (split, image): its name and split, the encounter's id (free text from
+`encounters.csv`, or `exif-<first image>` for photos grouped by their EXIF times) and where the encounter came from
+(`source`: `file` or `exif`). A photo in no encounter has no row (`assets.ingest.encounters`)."""
 
 
 class RawImages(TypedDict):
@@ -53,6 +66,22 @@ class RawImages(TypedDict):
     """The accepted photos (`IMAGE_COLUMNS`)."""
     rejected: pd.DataFrame
     """The rejected inputs and why (`REJECTED_COLUMNS`)."""
+    reviews: NotRequired[pd.DataFrame]
+    """The review decisions applied (`REVIEW_COLUMNS`): each decided photo's standing decision after undos."""
+    encounters: NotRequired[pd.DataFrame]
+    """The photos marked as one encounter (`ENCOUNTER_COLUMNS`); absent in artifacts written before encounters."""
+    source: NotRequired["RawImagesSource"]
+    """What the data folder was read as (JSON); absent in artifacts written before the Happywhale layout, which
+    were all `kaggle2019`."""
+
+
+class RawImagesSource(TypedDict):
+    """`raw_images["source"]`: the layout train.csv's header named (`core.formats`: `kaggle2019` or `happywhale`)
+    and the species kept (`FlukeData.species`; "" when none was filtered out: every species, or a layout without a
+    species column). The submission is written in the layout's own format."""
+
+    layout: str
+    species: str
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -158,6 +187,9 @@ class FlukeKeypoints(TypedDict):
     """uint8 M x 128, row i describing point i."""
     index: pd.DataFrame
     """Which rows are which photo's (`KEYPOINT_INDEX_COLUMNS`)."""
+    settings: NotRequired[dict]
+    """JSON: the `models.keypoints.KeypointSettings` that made the points (`feature_settings()`: width, margin,
+    ...), so a reader can rebuild the frame the points are in (`models.keypoints.box_image`)."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -250,6 +282,34 @@ SUBMISSION_COLUMNS = ["Image", "Id"]
 five distinct space-separated labels."""
 
 # ---------------------------------------------------------------------------------------------------------------
+# review_queue, decided_identities (review)
+
+
+class ReviewQueue(TypedDict):
+    """The value of `review_queue`: the test photos a researcher reviews, most useful first
+    (`assets.review.queue`; `review/` serves it)."""
+
+    items: pd.DataFrame
+    """One row per item (an encounter, else one photo), in review order: item, position, priority (expected MAP@5
+    gain of deciding it), photos, top_label, top_probability, new_whale_probability."""
+    photos: pd.DataFrame
+    """item, image, path (relative to the data folder), box_x0..box_y1 (photo pixels; NaN: the whole photo)."""
+    candidates: pd.DataFrame
+    """Five rows per item: item, rank, label, probability, is_new_whale, inliers, vote_share,
+    embedding_similarity, and the candidate's best-matching gallery photo (gallery_image, gallery_path,
+    gallery_box_x0..y1)."""
+    lines: pd.DataFrame
+    """item, rank, qx, qy, gx, gy: RANSAC inlier pairs between the item's first photo and the candidate's gallery
+    photo, in `models.keypoints.box_image` frames."""
+    summary: dict
+    """JSON: keypoint_width, keypoint_margin (the frame of the points), items, test_photos."""
+
+
+IDENTITY_COLUMNS = ["image", "individual", "decided_by", "probability"]
+"""The value of `decided_identities` (also `<storage>/decided_identities.csv`): one row per test photo, its
+individual as decided by a reviewer (`review:<name>`, probability 1) or by the model (`model`, its P)."""
+
+# ---------------------------------------------------------------------------------------------------------------
 
 ARTIFACT_TYPES: dict[str, type] = {
     "raw_images": RawImages,
@@ -260,6 +320,7 @@ ARTIFACT_TYPES: dict[str, type] = {
     "embedding_model": EmbeddingModel,
     "gallery_index": GalleryIndex,
     "validation_report": ValidationReport,
+    "review_queue": ReviewQueue,
 }
 """Each dict-valued asset and the TypedDict of its value."""
 
@@ -268,5 +329,6 @@ TABLE_COLUMNS: dict[str, list[str]] = {
     "training_manifest": TRAINING_MANIFEST_COLUMNS,
     "fluke_boxes": BOX_COLUMNS,
     "submission": SUBMISSION_COLUMNS,
+    "decided_identities": IDENTITY_COLUMNS,
 }
 """Each DataFrame-valued asset and its columns, in order."""

@@ -6,6 +6,7 @@ TypedDict is therefore mapped to a Dagster type whose check accepts a dict holdi
 a dict). A stage's `assets.py` imports this module before any asset names one of the types.
 """
 
+import types
 import typing
 
 from dagster import DagsterType, TypeCheck, make_python_type_usable_as_dagster_type
@@ -19,6 +20,7 @@ from core.artifacts import (
     FlukeTensors,
     GalleryIndex,
     RawImages,
+    ReviewQueue,
     ValidationReport,
 )
 
@@ -30,6 +32,7 @@ __all__ = [
     "FlukeTensors",
     "GalleryIndex",
     "RawImages",
+    "ReviewQueue",
     "ValidationReport",
     "typed_dict_dagster_type",
 ]
@@ -45,7 +48,9 @@ def part_classes(declared: type) -> dict[str, type | None]:
             classes[part] = hint
         else:
             origin = typing.get_origin(hint)
-            classes[part] = origin if isinstance(origin, type) else None
+            # A union (`str | None`) names no one class to check against: unchecked, not always refused.
+            union = origin is typing.Union or origin is types.UnionType
+            classes[part] = origin if isinstance(origin, type) and not union else None
     return classes
 
 

@@ -10,9 +10,13 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from core.formats import HUMPBACK
+
 
 class FlukeData(ConfigurableResource):
-    """The Kaggle-layout data folder: `train.csv`, `train/`, `test/`, optional `annotations/boxes.csv`.
+    """The Kaggle-layout data folder: `train.csv`, `train/`, `test/`, optional `annotations/boxes.csv`; or the
+    2022 Happywhale layout (`train.csv` with `image,species,individual_id`, `train_images/`, `test_images/`),
+    detected from train.csv's header (`core.formats`).
 
     Read-only to the pipeline. Every photo must lie inside the folder: a name or symlink that resolves outside
     it is rejected (`outside_data_folder`) before the file is opened, unless `allow_outside_links` is set.
@@ -24,9 +28,28 @@ class FlukeData(ConfigurableResource):
     from links to photos kept elsewhere). Off: such a photo is rejected unread, with reason
     `outside_data_folder`."""
 
+    species: str = HUMPBACK
+    """Where train.csv has a species column (the Happywhale layout), the species whose rows are used; rows of
+    other species are rejected unread (`other_species`). Empty: every species. Ignored without a species
+    column."""
+
+    decisions_file: str = "reviews/decisions.csv"
+    """The review decisions (`flukeid review` appends to it; `core.decisions`), relative to the data folder unless
+    absolute. Read as labels by `raw_images`; kept outside the storage folder so that wiping storage loses none."""
+
+    encounter_window_minutes: float = 0.0
+    """Test photos whose EXIF capture times follow each other within this many minutes form one encounter
+    (identified together), unless `encounters.csv` places them. 0 (default) or less: off. Opt-in because real
+    Kaggle photos carry no EXIF, and consecutive photos of a pod may show different whales."""
+
     @property
     def root(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def decisions_path(self) -> Path:
+        path = Path(self.decisions_file).expanduser()
+        return path if path.is_absolute() else self.root / path
 
     @property
     def train_csv(self) -> Path:
@@ -85,6 +108,14 @@ def default_storage_dir() -> str:
 
 def default_data_dir() -> str:
     return os.environ.get("FLUKEID_DATA_DIR", "data/demo")
+
+
+def default_decisions_file() -> str:
+    return os.environ.get("FLUKEID_DECISIONS_FILE", "reviews/decisions.csv")
+
+
+def default_species() -> str:
+    return os.environ.get("FLUKEID_SPECIES", HUMPBACK)
 
 
 def default_device() -> str:

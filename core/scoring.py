@@ -1,5 +1,9 @@
-"""Score a Kaggle-format submission (`Image,Id` with up to five space-separated labels) against a solution file
-(`Image,Id`, one true label per image, such as the generator's `solution.csv`): `flukeid score SUB SOLUTION`.
+"""Score a Kaggle-format submission (up to five space-separated labels per image) against a solution file (one
+true label per image, such as the generator's `solution.csv`): `flukeid score SUB SOLUTION`.
+
+Either competition's files are read, each detected from its header (`core.formats`): a submission `Image,Id`
+(2019) or `image,predictions` (2022), a solution `Image,Id` or `image,individual_id`; the two need not be of the
+same layout. The 2022 `new_individual` is scored as `new_whale` (one unknown whale, two words).
 
 The submission is read strictly: the first bad line raises a `ValueError` that names it and says why, so a user
 finds out before uploading rather than after.
@@ -11,41 +15,58 @@ import csv
 from pathlib import Path
 
 from core.constants import NEW_WHALE, TOP
+from core.formats import NEW_INDIVIDUAL, expected_headers, layout_of_header
 from core.metrics import average_precision_at_5, rank_statistics
 
 
 def read_solution(solution_csv: Path) -> dict[str, str]:
-    """Image -> true label; extra columns (e.g. Kaggle's `Usage`) are ignored."""
+    """Image -> true label (`new_individual` read as `new_whale`); extra columns (e.g. Kaggle's `Usage`) are
+    ignored."""
     solution_csv = Path(solution_csv)
-    with open(solution_csv, newline="", encoding="utf-8") as handle:
+    with open(solution_csv, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["Image", "Id"]:
-            raise ValueError(f"{solution_csv}: line 1: expected header 'Image,Id', got {header!r}")
+        layout = layout_of_header(header, "solution")
+        if layout is None:
+            raise ValueError(
+                f"{solution_csv}: line 1: expected header {expected_headers('solution')}, got {header!r}"
+            )
+        columns = ",".join(layout.solution_columns)
         truths: dict[str, str] = {}
         for line, fields in enumerate(reader, start=2):
             if not fields:
                 continue
             if len(fields) < 2 or not fields[0].strip() or not fields[1].strip():
                 raise ValueError(
-                    f"{solution_csv}: line {line}: expected 'Image,Id', got {','.join(fields)!r}"
+                    f"{solution_csv}: line {line}: expected '{columns}', got {','.join(fields)!r}"
                 )
-            truths[fields[0].strip()] = fields[1].strip()
+            truths[fields[0].strip()] = scored_label(fields[1].strip())
     return truths
 
 
+def scored_label(label: str) -> str:
+    """The label as scoring compares it: either competition's word for an unknown whale is `new_whale`."""
+    return NEW_WHALE if label == NEW_INDIVIDUAL else label
+
+
 def read_submission(submission_csv: Path, known_images: set[str] | None = None) -> dict[str, list[str]]:
-    """Image -> predicted labels, checked line by line; raises `ValueError` at the first malformed line."""
+    """Image -> predicted labels (`new_individual` read as `new_whale`), checked line by line; raises `ValueError`
+    at the first malformed line."""
     submission_csv = Path(submission_csv)
-    with open(submission_csv, newline="", encoding="utf-8") as handle:
+    with open(submission_csv, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = next(reader, None)
         if header is None:
-            raise ValueError(f"{submission_csv}: line 1: the file is empty (expected header 'Image,Id')")
-        if [h.strip() for h in header] != ["Image", "Id"]:
             raise ValueError(
-                f"{submission_csv}: line 1: expected header 'Image,Id', got {','.join(header)!r}"
+                f"{submission_csv}: line 1: the file is empty (expected header {expected_headers('submission')})"
             )
+        layout = layout_of_header(header, "submission")
+        if layout is None:
+            raise ValueError(
+                f"{submission_csv}: line 1: expected header {expected_headers('submission')}, "
+                f"got {','.join(header)!r}"
+            )
+        image_column, columns = layout.submission_columns[0], ",".join(layout.submission_columns)
         rows: dict[str, list[str]] = {}
         for line, fields in enumerate(reader, start=2):
             where = f"{submission_csv}: line {line}"
@@ -53,12 +74,12 @@ def read_submission(submission_csv: Path, known_images: set[str] | None = None) 
                 raise ValueError(f"{where}: blank line")
             if len(fields) != 2:
                 raise ValueError(
-                    f"{where}: expected 2 fields 'Image,Id', got {len(fields)}: {','.join(fields)!r}"
+                    f"{where}: expected 2 fields '{columns}', got {len(fields)}: {','.join(fields)!r}"
                 )
             image, labels_field = fields[0].strip(), fields[1]
-            labels = labels_field.split()
+            labels = [scored_label(label) for label in labels_field.split()]
             if not image:
-                raise ValueError(f"{where}: empty Image")
+                raise ValueError(f"{where}: empty {image_column}")
             if not labels:
                 raise ValueError(f"{where}: no labels for {image}")
             if len(labels) > TOP:

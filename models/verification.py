@@ -129,22 +129,34 @@ def count_inliers(
     query: LocalFeatures, gallery: LocalFeatures, ratio: float = 0.8, reprojection_px: float = 4.0
 ) -> int:
     """Matches between two crops that one homography explains (RANSAC); 0 when there are too few to fit one."""
+    return len(inlier_matches(query, gallery, ratio, reprojection_px)[0])
+
+
+def inlier_matches(
+    query: LocalFeatures, gallery: LocalFeatures, ratio: float = 0.8, reprojection_px: float = 4.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The matched points one homography explains, as (query points, gallery points), float32 K x 2 each: what
+    `count_inliers` counts, and what a reviewer sees drawn between two photos."""
     import cv2
     import faiss
 
+    none = np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
     if len(query) < 4 or len(gallery) < 2:
-        return 0
+        return none
     distances, nearest = faiss.knn(
         query.descriptors.astype(np.float32), gallery.descriptors.astype(np.float32), 2
     )
     # faiss gives squared L2 distances: d1 < ratio * d2 on distances is d1^2 < ratio^2 * d2^2.
     good = distances[:, 0] < (ratio * ratio) * distances[:, 1]
     if good.sum() < 4:
-        return 0
+        return none
     source = query.points[good]
     target = gallery.points[nearest[good, 0]]
     _, mask = cv2.findHomography(source, target, cv2.RANSAC, reprojection_px)
-    return 0 if mask is None else int(mask.sum())
+    if mask is None:
+        return none
+    keep = mask.ravel().astype(bool)
+    return source[keep].astype(np.float32), target[keep].astype(np.float32)
 
 
 def photos_to_compare(

@@ -2,9 +2,12 @@
 
 flukeid synth OUT_DIR --scale 0.05 --seed 0     generate a synthetic Kaggle-layout data set
       [--variant standard|lookalike|harsh] [--lookalikes S] [--washout S] [--hard-photos S]   harder data
-flukeid score SUBMISSION SOLUTION               MAP@5 of a submission against a solution file
+      [--encounters S]   a share of the whales' test photos listed as encounters, EXIF times on test photos
+      [--layout kaggle2019|happywhale]   the 2019 competition's layout (default) or the 2022 Happywhale one
+flukeid score SUBMISSION SOLUTION               MAP@5 of a submission against a solution file (either layout)
 flukeid update                                  materialize only what is stale or missing
 flukeid init-home                               create $DAGSTER_HOME's storage once, before any run
+flukeid review [--port 8765]                    the review page on http://127.0.0.1:8765 (decide uncertain photos)
 """
 
 from __future__ import annotations
@@ -22,6 +25,57 @@ def _share(text: str) -> float:
     if not 0.0 <= value <= 1.0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be a share between 0 and 1, got {text!r}")
     return value
+
+
+def _add_review_parser(commands) -> None:
+    import os
+
+    review = commands.add_parser(
+        "review", help="the local review page: decide the uncertain test photos (served on 127.0.0.1)"
+    )
+    review.add_argument(
+        "--storage",
+        default=os.environ.get("FLUKEID_STORAGE_DIR", "storage"),
+        help="storage folder holding review_queue/ (default: $FLUKEID_STORAGE_DIR or storage)",
+    )
+    review.add_argument(
+        "--data",
+        default=os.environ.get("FLUKEID_DATA_DIR", "data/demo"),
+        help="the data folder (default: $FLUKEID_DATA_DIR or data/demo)",
+    )
+    review.add_argument(
+        "--decisions",
+        default=None,
+        help="the decisions file (default: $FLUKEID_DECISIONS_FILE, relative to the data folder, or "
+        "<data>/reviews/decisions.csv)",
+    )
+    review.add_argument(
+        "--reviewer", default=os.environ.get("USER", ""), help="name written with each decision"
+    )
+    review.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)"
+    )
+    review.add_argument("--port", type=int, default=8765)
+
+
+def _review(args) -> int:
+    import os
+    from pathlib import Path
+
+    import uvicorn
+
+    from review.app import create_app
+
+    data = Path(args.data).expanduser()
+    if args.decisions:
+        decisions = Path(args.decisions).expanduser()
+    else:  # as the pipeline's FlukeData reads it: relative to the data folder unless absolute
+        decisions = Path(os.environ.get("FLUKEID_DECISIONS_FILE", "reviews/decisions.csv")).expanduser()
+        decisions = decisions if decisions.is_absolute() else data / decisions
+    app = create_app(Path(args.storage).expanduser(), data, decisions, args.reviewer)
+    print(f"review page: http://{args.host}:{args.port}/  (decisions: {decisions}; Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,8 +122,28 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SHARE",
         help="share of photos that are small, strongly blurred, backlit or show the dorsal side",
     )
+    synth.add_argument(
+        "--encounters",
+        type=_share,
+        default=0.0,
+        metavar="SHARE",
+        help="share of the whales with 2+ test photos whose test photos are one encounter in encounters.csv; "
+        "above 0, every test photo also gets an EXIF capture time (default 0: neither)",
+    )
+    synth.add_argument(
+        "--layout",
+        choices=("kaggle2019", "happywhale"),
+        default="kaggle2019",
+        help="kaggle2019: train.csv Image,Id, train/ and test/ (default); happywhale: the same set as the 2022 "
+        "competition wrote it (train.csv image,species,individual_id, train_images/, test_images/, "
+        "new_individual) plus train photos of other species",
+    )
 
-    score = commands.add_parser("score", help="MAP@5 of a Kaggle-format submission against a solution file")
+    score = commands.add_parser(
+        "score",
+        help="MAP@5 of a Kaggle-format submission against a solution file (2019 Image,Id or 2022 "
+        "image,predictions / image,individual_id; new_individual counts as new_whale)",
+    )
     score.add_argument("submission")
     score.add_argument("solution")
 
@@ -88,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         help="create the Dagster home's storage once (before concurrent runs; make and CI run it)",
     )
     home.add_argument("--home", default=None, help="the home folder (default: $DAGSTER_HOME)")
+    _add_review_parser(commands)
 
     args = parser.parse_args(argv)
     if args.command == "synth":
@@ -103,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             lookalikes=args.lookalikes,
             washout=args.washout,
             hard_photos=args.hard_photos,
+            encounters=args.encounters,
+            layout=args.layout,
         )
         for key, value in summary.items():
             print(f"{key}: {value}")
@@ -144,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             return 2
         return 0
+    if args.command == "review":
+        return _review(args)
     if args.command == "outputs":
         from pipelines.outputs import describe_outputs
 

@@ -22,7 +22,9 @@ from core.resources import (
     FlukeData,
     FlukeStorage,
     default_data_dir,
+    default_decisions_file,
     default_device,
+    default_species,
     default_storage_dir,
 )
 from pipelines.io_managers import ArtifactIOManager
@@ -37,7 +39,7 @@ def chain_part(*names: str, checks: bool = True) -> list:
     by_name = {
         key.to_user_string(): definition
         for definition in all_assets
-        for key in getattr(definition, "keys", [definition.key])
+        for key in (definition.keys if hasattr(definition, "keys") else [definition.key])
     }
     unknown = sorted(set(names) - set(by_name))
     if unknown:
@@ -59,7 +61,7 @@ def config_classes() -> dict[str, type]:
         op = getattr(definition, "op", None)
         parameter = inspect.signature(op.compute_fn.decorated_fn).parameters.get("config") if op else None
         if parameter is not None and isinstance(parameter.annotation, type):
-            classes[definition.key.to_user_string()] = parameter.annotation
+            classes[op.name] = parameter.annotation  # the op's name: a multi-asset's config section
     return classes
 
 
@@ -80,7 +82,11 @@ def build_resources(
     """Resources for a data folder and a storage folder; tests call this with temporary folders."""
     storage = storage_dir or default_storage_dir()
     return {
-        "data": FlukeData(data_dir=data_dir or default_data_dir()),
+        "data": FlukeData(
+            data_dir=data_dir or default_data_dir(),
+            decisions_file=default_decisions_file(),
+            species=default_species(),
+        ),
         "storage": FlukeStorage(storage_dir=storage),
         "device": ComputeDevice(device=device or default_device()),
         "io_manager": ArtifactIOManager(storage_dir=storage),

@@ -21,6 +21,14 @@ Written to ``out_dir``::
     summary.json            the dict returned by generate()
     photo_conditions.csv    Image,condition           harder variants only: normal, small, blurred, backlit, dorsal
     individual_variants.csv individual,lookalike_of,washout   harder variants only: each varied whale
+    encounters.csv          Image,encounter           with ``--encounters`` only: test photos of one whale, taken
+                                                      together (every test photo then has an EXIF time)
+
+``layout="happywhale"`` (``--layout happywhale``) writes the same set as the 2022 "Happywhale" competition laid
+its data out (``synth.layouts``): ``train.csv`` as ``image,species,individual_id``, ``train_images/``,
+``test_images/``, ``sample_submission.csv`` as ``image,predictions``, ``solution.csv`` as ``image,individual_id``,
+``new_individual`` for new_whale, plus train rows of other species (``bottlenose_dolphin``, ``beluga``; 10% of the
+train photos) with photos of their own; every other table as above. The 2019 layout's files are unchanged by it.
 
 Harder data, for evaluating the chain on sets it was never tuned on (``synth.variants``; options of
 ``generate`` and of ``flukeid synth``).  Each option is a share in [0, 1], 0 by default; values outside are
@@ -59,7 +67,8 @@ Modules, in the order a data set is made: ``plan`` (counts and the label structu
 whale's fluke outline and pattern), ``render`` (one photo), ``duplicates`` (near copies of a photo),
 ``write`` (the tables), ``dataset`` (``generate``: all of it over worker processes), ``sheet``
 (``contact_sheet``: a look at the result); ``variants`` (the harder options, used by ``individuals``,
-``render`` and ``write``).  Imports only ``core``.
+``render`` and ``write``); ``layouts`` (the Happywhale layout, used by ``dataset`` and ``write``).  Imports only
+``core``.
 """
 
 from synth.dataset import generate

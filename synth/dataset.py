@@ -8,8 +8,11 @@ import shutil
 import time
 from pathlib import Path
 
+from core.formats import PHOTO_FOLDERS, layout_named
 from synth.duplicates import encode_jpeg, make_duplicate
+from synth.encounters import add_to_summary, check_share, write_encounters
 from synth.individuals import clear_identity_cache
+from synth.layouts import move_to_layout_folders, plan_other_species
 from synth.plan import build_plan
 from synth.render import render_photo
 from synth.variants import Look, plan_variants, resolve
@@ -31,6 +34,8 @@ def generate(
     lookalikes: float | None = None,
     washout: float | None = None,
     hard_photos: float | None = None,
+    encounters: float = 0.0,
+    layout: str = "kaggle2019",
 ) -> dict:
     """Generate a synthetic Kaggle-layout humpback data set with ground truth in ``out_dir``.
 
@@ -41,8 +46,17 @@ def generate(
     Harder data (``synth.variants``, see the package docstring): ``variant`` names a preset ("standard",
     "lookalike", "harsh"); ``lookalikes``, ``washout``, ``hard_photos`` (shares in [0, 1]) override it.
     With every share at 0 the data set is exactly the standard one.
+
+    ``encounters`` (a share in [0, 1], default 0: nothing written): that share of the individuals with 2+ test
+    photos have them listed as one encounter in ``encounters.csv``, and every test photo gets an EXIF capture
+    time (``synth.encounters``).
+
+    ``layout``: ``kaggle2019`` (default) or ``happywhale``, the same set in the 2022 competition's layout plus
+    train photos of other species (``synth.layouts``; the 2019 layout's files are unchanged by it).
     """
     t0 = time.time()
+    chosen = layout_named(layout)
+    encounters = check_share(encounters)
     options = resolve(variant, lookalikes=lookalikes, washout=washout, hard_photos=hard_photos)
     out = Path(out_dir)
     plan = build_plan(scale, seed)
@@ -54,18 +68,39 @@ def generate(
         cond = varied.conditions.get(i, "")
         by_ind.setdefault(im["ind"], []).append((i, im["name"], im["split"], im["src"], cond))
     tasks = [(int(seed), ind, items, str(out), varied.looks.get(ind)) for ind, items in by_ind.items()]
+    others = plan_other_species(plan, seed) if chosen.species_column else []
+    # one task per photo of another species, each numbered after the plan's images
+    tasks += [
+        (int(seed), im["ind"], [(len(imgs) + k, im["name"], "train", -1, "")], str(out), None)
+        for k, im in enumerate(others)
+    ]
     tasks.sort(key=lambda t: (-len(t[2]), t[1]))  # big individuals first: better load balance
 
     workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
-    recs = _render_all(tasks, workers, len(imgs) if progress else None)
+    recs = _render_all(tasks, workers, len(imgs) + len(others) if progress else None)
     clear_identity_cache()
     recs.sort(key=lambda r: r[0])
-    return write_tables(out, plan, recs, scale=scale, seed=seed, workers=workers, started=t0, variants=varied)
+    summary = write_tables(
+        out,
+        plan,
+        recs,
+        scale=scale,
+        seed=seed,
+        workers=workers,
+        started=t0,
+        variants=varied,
+        layout=chosen,
+        others=others,
+    )
+    if encounters > 0:
+        summary = add_to_summary(out, summary, write_encounters(out, imgs, out / "test", encounters, seed))
+    move_to_layout_folders(out, chosen)  # last: the steps above find the photos in train/ and test/
+    return summary
 
 
 def _prepare(out: Path) -> None:
     """Empty image folders in ``out``; a previous synth data set there is replaced, anything else refused."""
-    for sub in ("train", "test"):
+    for sub in PHOTO_FOLDERS:  # either layout's
         d = out / sub
         if d.exists() and any(d.iterdir()):
             if not (out / "summary.json").exists():
@@ -73,8 +108,10 @@ def _prepare(out: Path) -> None:
                     f"{d} is not empty and {out} is not a synth data set; refusing to overwrite"
                 )
     if (out / "summary.json").exists():
-        for sub in ("train", "test", "annotations"):
+        for sub in (*PHOTO_FOLDERS, "annotations"):
             shutil.rmtree(out / sub, ignore_errors=True)
+        # Written only with encounters: a set made without them must not keep an earlier set's.
+        (out / "encounters.csv").unlink(missing_ok=True)
     for sub in ("train", "test", "annotations"):
         (out / sub).mkdir(parents=True, exist_ok=True)
 

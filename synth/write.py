@@ -4,7 +4,9 @@
 ``annotations/boxes.csv``, ``images.csv``, ``individuals.csv``, ``duplicates.csv``, ``aliases.csv`` and
 ``summary.json`` (see the package docstring for their columns); for a harder variant also
 ``photo_conditions.csv`` and ``individual_variants.csv``.  Every table is sorted by image name (or id),
-so a seed gives the same bytes whatever the order the photos were rendered in.
+so a seed gives the same bytes whatever the order the photos were rendered in.  In the Happywhale layout
+(``synth.layouts``) the label tables are written in the 2022 form, and the other species' photos are in
+``boxes.csv``, ``images.csv`` and ``individuals.csv`` too; every other table is the 2019 layout's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import numpy as np
 import pandas as pd
 
 from core.constants import NEW_WHALE
+from core.formats import KAGGLE2019, Layout
+from synth.layouts import other_species_summary, write_happywhale_labels
 from synth.plan import Plan
 from synth.variants import HARD_KINDS, OPTIONS, VariantPlan
 
@@ -47,18 +51,25 @@ def write_tables(
     workers: int,
     started: float,
     variants: VariantPlan | None = None,
+    layout: Layout = KAGGLE2019,
+    others: list[dict] | None = None,
 ) -> dict:
     """Write every table of the data set and ``summary.json``; returns the summary.
 
     ``records`` are sorted by ``image_index``; ``started`` is the ``time.time()`` the generation began;
-    ``variants``: who was varied (the variant tables and summary keys are written only when an option is on).
+    ``variants``: who was varied (the variant tables and summary keys are written only when an option is on);
+    ``layout``: the form of the label tables; ``others``: the Happywhale layout's photos of other species
+    (``synth.layouts.plan_other_species``, numbered after the plan's images). The summary describes the
+    humpbacks, whatever the layout.
     """
     imgs = plan["images"]
+    others = others or []
     train_idx = [i for i, im in enumerate(imgs) if im["split"] == "train"]
     test_idx = [i for i, im in enumerate(imgs) if im["split"] == "test"]
-    train, sol = _write_labels(out, imgs, train_idx, test_idx)
+    train, sol = _write_labels(out, imgs, train_idx, test_idx, layout, others)
     ann_names = _write_boxes(out, plan, records)
-    _write_images(out, imgs, records)
+    _write_images(out, [*imgs, *others], records)
+    humpbacks = [r for r in records if r.image_index < len(imgs)]
     n_groups, n_dup_images = _write_duplicates(out, imgs)
     pd.DataFrame(plan["aliases"], columns=["Id", "alias_of"]).sort_values("Id").to_csv(
         out / "aliases.csv", index=False
@@ -91,8 +102,9 @@ def write_tables(
         "cross_duplicates": n_cross,
         "aliases": len(plan["aliases"]),
         "annotated": len(ann_names),
-        "grayscale_share": round(float(np.mean([r.gray for r in records])), 4),
-        "single_channel_share": round(float(np.mean([r.mode == "L" for r in records])), 4),
+        "grayscale_share": round(float(np.mean([r.gray for r in humpbacks])), 4),
+        "single_channel_share": round(float(np.mean([r.mode == "L" for r in humpbacks])), 4),
+        **({"layout": layout.name, **other_species_summary(others)} if layout is not KAGGLE2019 else {}),
         "seconds": round(time.time() - started, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -100,23 +112,33 @@ def write_tables(
 
 
 def _write_labels(
-    out: Path, imgs: list[dict], train_idx: list[int], test_idx: list[int]
+    out: Path,
+    imgs: list[dict],
+    train_idx: list[int],
+    test_idx: list[int],
+    layout: Layout = KAGGLE2019,
+    others: list[dict] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """train.csv, solution.csv and sample_submission.csv; returns (train, solution) as written."""
+    """train.csv, solution.csv and sample_submission.csv (in ``layout``'s form); returns the humpbacks' (train,
+    solution) in the 2019 form (``Image,Id``, new_whale)."""
     names = [im["name"] for im in imgs]
     train = pd.DataFrame(
         {"Image": [names[i] for i in train_idx], "Id": [imgs[i]["label"] for i in train_idx]}
     )
     train = train.sort_values("Image").reset_index(drop=True)
-    train.to_csv(out / "train.csv", index=False)
     sol = pd.DataFrame({"Image": [names[i] for i in test_idx], "Id": [imgs[i]["label"] for i in test_idx]})
     sol = sol.sort_values("Image").reset_index(drop=True)
-    sol.to_csv(out / "solution.csv", index=False)
     # Kaggle's sample submission: new_whale and the four most frequent ids (ties by id) for every image
     top = train.loc[train.Id != NEW_WHALE, "Id"].value_counts()
     top = sorted(top.index, key=lambda k: (-int(top[k]), k))[:4]
     sub_label = " ".join([NEW_WHALE, *top])
-    pd.DataFrame({"Image": sol.Image, "Id": sub_label}).to_csv(out / "sample_submission.csv", index=False)
+    sample = pd.DataFrame({"Image": sol.Image, "Id": sub_label})
+    if layout is KAGGLE2019:
+        train.to_csv(out / "train.csv", index=False)
+        sol.to_csv(out / "solution.csv", index=False)
+        sample.to_csv(out / "sample_submission.csv", index=False)
+    else:
+        write_happywhale_labels(out, layout, train, sol, sample, others or [])
     return train, sol
 
 

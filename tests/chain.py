@@ -18,6 +18,9 @@ ASSETS = [
     "gallery_index",
     "validation_report",
     "submission",
+    "submission_matches",
+    "review_queue",
+    "decided_identities",
 ]
 
 

@@ -32,3 +32,41 @@ def tiny_dataset_copy(tiny_dataset, tmp_path) -> Path:
     target = tmp_path / "data"
     shutil.copytree(tiny_dataset, target)
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_chain(tiny_dataset, tmp_path_factory) -> Path:
+    """The whole chain materialized once, by `flukeid update` with the tiny profile, on a copy of the tiny set:
+    `<work>/data`, `<work>/storage`, `<work>/dagster_home`. Read-only: tests that change it copy it first
+    (`copy_tiny_chain`)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.chain import dagster_environment
+
+    repo = Path(__file__).resolve().parents[1]
+    work = tmp_path_factory.mktemp("tiny_chain")
+    shutil.copytree(tiny_dataset, work / "data")
+    env = dagster_environment(work, work / "data")
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "update",
+        "--profile",
+        str(repo / "configs" / "tiny.yaml"),
+    ]
+    done = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return work
+
+
+def copy_tiny_chain(chain: Path, target: Path) -> Path:
+    """A copy of `tiny_chain`'s folders under `target` (modification times kept, so the data folder's
+    fingerprint and every asset stay fresh); returns `target`."""
+    import shutil
+
+    for name in ("data", "storage", "dagster_home"):
+        shutil.copytree(chain / name, target / name, symlinks=True)
+    return target

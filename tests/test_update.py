@@ -18,6 +18,9 @@ DOWNSTREAM_OF_TENSORS = {
     "gallery_index",
     "validation_report",
     "submission",
+    "submission_matches",
+    "review_queue",
+    "decided_identities",
 }
 
 

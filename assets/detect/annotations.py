@@ -39,4 +39,6 @@ def annotated_content(boxes: pd.DataFrame, manifest: pd.DataFrame) -> list[str]:
     """The content hashes of the annotated photos, in `boxes` order: what the detector actually sees of them."""
     if not len(boxes):
         return []
-    return manifest.set_index("image").reindex(boxes["image"])["content_hash"].tolist()
+    # A reviewed test photo is also a train row of the same file: one row per name.
+    by_name = manifest.drop_duplicates("image").set_index("image")
+    return by_name.reindex(boxes["image"])["content_hash"].tolist()

@@ -24,7 +24,7 @@ def box_contact_sheet(
     """Random photos with their boxes drawn (green: detected, with its confidence; orange: the whole-photo
     fallback), in a grid."""
     chosen = boxes.sample(n=min(photos, len(boxes)), random_state=seed) if len(boxes) else boxes
-    paths = manifest.set_index("image")["path"]
+    paths = manifest.drop_duplicates("image").set_index("image")["path"]
     columns = 4
     rows = max(1, -(-len(chosen) // columns))
     sheet = Image.new("RGB", (columns * tile, rows * tile), (30, 30, 30))

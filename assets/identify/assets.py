@@ -2,6 +2,7 @@
 checks. Each asset reads its inputs, makes one call into the stage's plain code and describes the result."""
 
 import time
+from collections.abc import Iterator
 
 import pandas as pd
 from dagster import (
@@ -9,12 +10,14 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetIn,
+    AssetOut,
     Config,
     DataVersion,
     MetadataValue,
     Output,
     asset,
     asset_check,
+    multi_asset,
 )
 from pydantic import Field
 
@@ -26,6 +29,7 @@ from assets.identify.checks import (
     matches_truth,
     well_formed,
 )
+from assets.identify.decision import MATCH_COLUMNS
 from assets.identify.gallery import (
     CachedEmbedder,
     GallerySettings,
@@ -42,6 +46,7 @@ from assets.identify.report import (
 )
 from assets.identify.submission import (
     SubmissionSettings,
+    data_layout,
     make_submission,
     write_matches,
     write_submission_csv,
@@ -283,15 +288,35 @@ class SubmissionConfig(Config):
         description="A test photo that duplicates a train photo takes its individual at rank 1.",
     )
     batch_size: int = Field(default=SubmissionSettings.batch_size, ge=1, description="Embedding batch size.")
+    pool_encounters: bool = Field(
+        default=SubmissionSettings.pool_encounters,
+        description="The photos of one encounter (raw_images' `encounters`) share their pooled evidence and "
+        "get the same five labels (calibrated decision only).",
+    )
 
     def settings(self) -> SubmissionSettings:
         return SubmissionSettings(**self.model_dump())
 
 
-@asset(
-    code_version=asset_version("submission", "submission-3"),
-    group_name="identify",
-    description="Kaggle-format submission: five labels per test photo; also at $FLUKEID_STORAGE_DIR/submission.csv.",
+@multi_asset(
+    name="submission",
+    outs={
+        # -4: photos decided in review are answered by their decision; review-created ids are new_whale.
+        # submission.csv follows the data's layout (`image,predictions`, `new_individual` for Happywhale's).
+        # The photos of one encounter are identified together (`pool_encounters`).
+        "submission": AssetOut(
+            code_version=asset_version("submission", "submission-4"),
+            group_name="identify",
+            description="Kaggle-format submission: five labels per test photo; also at "
+            "$FLUKEID_STORAGE_DIR/submission.csv.",
+        ),
+        "submission_matches": AssetOut(
+            code_version=asset_version("submission_matches", "submission_matches-1"),
+            group_name="identify",
+            description="The submission's companion: per test photo and rank, the label, its probability and "
+            "evidence (empty without a calibrated decision); also matches.parquet/.csv in the storage folder.",
+        ),
+    },
 )
 def submission(
     context: AssetExecutionContext,
@@ -305,7 +330,7 @@ def submission(
     duplicate_groups: DuplicateGroups,
     raw_images: RawImages,
     fluke_keypoints: FlukeKeypoints,
-) -> Output[pd.DataFrame]:
+) -> Iterator[Output]:
     started = time.perf_counter()
     settings = config.settings()
     flip = gallery_flip(gallery_index)
@@ -325,16 +350,25 @@ def submission(
         caches[1],
     )
     target = storage.root / "submission.csv"
-    write_submission_csv(run.value, target)
+    write_submission_csv(run.value, target, data_layout(raw_images))
     if run.matches is not None:
         write_matches(run.matches, storage.root)
     metadata = submission_metadata(run, target, summary, time.perf_counter() - started)
     context.log.info(f"submission written to {target}")
-    return Output(run.value, metadata=metadata, data_version=DataVersion(content_version(run.value)))
+    yield Output(
+        run.value, "submission", metadata=metadata, data_version=DataVersion(content_version(run.value))
+    )
+    matches = run.matches if run.matches is not None else pd.DataFrame(columns=MATCH_COLUMNS)
+    yield Output(
+        matches,
+        "submission_matches",
+        metadata={"rows": len(matches), "photos": int(matches["image"].nunique())},
+        data_version=DataVersion(content_version(matches)),
+    )
 
 
 @asset_check(
-    asset=submission,
+    asset="submission",
     additional_ins={"raw_images": AssetIn("raw_images")},
     description="Every test photo (accepted or rejected by ingestion) has exactly one row, and no other rows.",
 )
@@ -343,7 +377,7 @@ def submission_complete(submission: pd.DataFrame, raw_images: RawImages) -> Asse
 
 
 @asset_check(
-    asset=submission,
+    asset="submission",
     additional_ins={"gallery_index": AssetIn("gallery_index")},
     description="Columns Image,Id; every Id is five distinct space-separated labels (every label that exists, "
     "new_whale included, when fewer than four individuals are known).",
@@ -353,7 +387,7 @@ def submission_well_formed(submission: pd.DataFrame, gallery_index: GalleryIndex
 
 
 @asset_check(
-    asset=submission,
+    asset="submission",
     additional_ins={
         "gallery_index": AssetIn("gallery_index"),
         "duplicate_groups": AssetIn("duplicate_groups"),
@@ -367,7 +401,7 @@ def submission_known_labels(
 
 
 @asset_check(
-    asset=submission,
+    asset="submission",
     description="Test MAP@5 against the generator's solution.csv; passes with 'no truth file' when there is none.",
 )
 def submission_matches_generator_truth(data: FlukeData, submission: pd.DataFrame) -> AssetCheckResult:

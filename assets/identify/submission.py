@@ -17,9 +17,11 @@ import pandas as pd
 
 from assets.identify.calibrated import CalibratedRun, apply_calibrated, photo_features
 from assets.identify.decision import matches_table
+from assets.identify.encounters import pooled_run
 from assets.identify.gallery import Embedder, tensor_rows
 from assets.identify.identification import Gallery, Identification, IdentifySettings, Queries, identify
 from assets.identify.matching import MatchGallery, MatchSettings
+from assets.identify.reviewed import apply_decisions
 from core.artifacts import (
     SUBMISSION_COLUMNS,
     DuplicateGroups,
@@ -30,12 +32,14 @@ from core.artifacts import (
 )
 from core.constants import NEW_WHALE, TOP
 from core.files import atomic_path, write_parquet
+from core.formats import KAGGLE2019, Layout, layout_named
 from core.metrics import rank_statistics
 from models.baselines import frequent_whale_row
 from models.calibration import MatchCalibrator
+from models.retrieval import most_frequent_labels
 from models.verification import InlierCache
 
-SOURCES = ("model", "duplicate", "fallback")
+SOURCES = ("model", "duplicate", "fallback", "review")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class SubmissionSettings:
     k: int = 100  # gallery neighbours searched per test photo before aggregating
     use_duplicates: bool = True  # a test photo that duplicates a train photo takes its individual at rank 1
     batch_size: int = 128  # embedding batch size
+    pool_encounters: bool = True  # the photos of one encounter get the labels their pooled evidence supports
 
 
 def submission_images(raw_images: RawImages) -> pd.DataFrame:
@@ -182,11 +187,17 @@ def make_submission(
         calibrated = calibrated_test(
             query_images, gallery_index, gallery, identification, keypoints, decision, match_cache
         )
+        if settings.pool_encounters:  # `assets.identify.encounters`: one encounter, one pooled row
+            encounters = raw_images.get("encounters")
+            calibrated = pooled_run(calibrated, query_images, encounters, identification.fill_labels)
         ranked = dict(zip(query_images, calibrated.rows))
         matches = matches_table(
             query_images, calibrated.matching.evidence, calibrated.probabilities, calibrated.rows
         )
     table = predict(photos, ranked, gallery.labels, duplicates)
+    # Enough frequent individuals to top rows up even where review-created ids (written as new_whale) are many.
+    fill = [NEW_WHALE, *most_frequent_labels(gallery.labels, 2 * TOP)]
+    table = apply_decisions(table, raw_images.get("reviews"), fill)
     return SubmissionRun(table, photos, applied, identification, calibrated, matches)
 
 
@@ -215,9 +226,28 @@ def calibrated_test(
     )
 
 
-def write_submission_csv(submission: pd.DataFrame, target: Path) -> None:
+def write_submission_csv(submission: pd.DataFrame, target: Path, layout: str = KAGGLE2019.name) -> None:
+    """`submission` (`Image,Id`, the chain's labels) as `target`, in the format of the competition the data came
+    in: `layout` `kaggle2019` writes it as it is; `happywhale` writes `image,predictions` with `new_individual`
+    in place of `new_whale` (`core.formats`)."""
     with atomic_path(target) as tmp:
-        submission[SUBMISSION_COLUMNS].to_csv(tmp, index=False)
+        in_layout(submission, layout_named(layout)).to_csv(tmp, index=False)
+
+
+def in_layout(submission: pd.DataFrame, layout: Layout) -> pd.DataFrame:
+    """The submission table with `layout`'s column names and its word for an unknown whale."""
+    table = submission[SUBMISSION_COLUMNS]
+    if layout.unknown != NEW_WHALE:
+        labels = [
+            " ".join(layout.external_label(label) for label in str(ids).split(" ")) for ids in table["Id"]
+        ]
+        table = table.assign(Id=labels)
+    return table.set_axis(list(layout.submission_columns), axis=1)
+
+
+def data_layout(raw_images: RawImages) -> str:
+    """The layout the data folder came in (`raw_images["source"]`); an artifact from before layouts: 2019."""
+    return raw_images.get("source", {}).get("layout", KAGGLE2019.name)
 
 
 def write_matches(matches: pd.DataFrame, folder: Path) -> list[Path]:
@@ -240,6 +270,7 @@ def submission_statistics(run: SubmissionRun, validation_summary: dict) -> dict:
         "rows": len(value),
         "rows_from_model": int((table["source"] == "model").sum()),
         "rows_from_duplicates": int((table["source"] == "duplicate").sum()),
+        "rows_from_review": int((table["source"] == "review").sum()),
         "rows_fallback": int((table["source"] == "fallback").sum()),
         "rejected_test_photos": int((~run.photos["accepted"]).sum()),
         "threshold": run.applied.threshold,
@@ -257,10 +288,12 @@ def submission_statistics(run: SubmissionRun, validation_summary: dict) -> dict:
 def calibrated_statistics(run: CalibratedRun | None) -> dict:
     """What the calibrated decision cost and how often it put new_whale first (empty without it)."""
     if run is None:
-        return {"decision": "threshold"}
+        return {"decision": "threshold", "encounters_pooled": 0, "encounter_photos_pooled": 0}
     stats = run.matching.stats
     return {
         "decision": "calibrated",
+        "encounters_pooled": stats.get("encounters_pooled", 0),
+        "encounter_photos_pooled": stats.get("encounter_photos_pooled", 0),
         "matched_pairs": stats["pairs"],
         "matched_pairs_from_cache": stats["pairs_from_cache"],
         "candidate_seconds": stats["candidate_seconds"],

@@ -16,13 +16,16 @@ from dagster import (
     observable_source_asset,
 )
 
+from assets.ingest.encounters import encounter_counts, encounters_version, find_encounters
 from assets.ingest.inspection import inspection_cache
+from assets.ingest.reviews import apply_reviews, review_counts, with_files, with_rejections
 from assets.ingest.scan import (
     converted_counts,
     data_folder_fingerprint,
     known_photos_per_individual,
     label_statistics,
     scan_data_folder,
+    source_counts,
     well_formed_counts,
 )
 from core.dagster_types import RawImages
@@ -48,6 +51,9 @@ def raw_images_metadata(value: RawImages, scan_stats: dict, seconds: float) -> d
     return {
         **stats,
         "rejected": int(len(rejected)),
+        **source_counts(value.get("source"), rejected),
+        **review_counts(value.get("reviews")),
+        **encounter_counts(value.get("encounters")),
         "rejected_by_reason": MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
         "converted": int((manifest["converted"].fillna("") != "").sum()),
         "converted_by_kind": MetadataValue.json(converted),
@@ -85,15 +91,22 @@ def raw_images_metadata(value: RawImages, scan_stats: dict, seconds: float) -> d
 def raw_image_files(data: FlukeData) -> ObserveResult:
     root = data.root
     if not (root / "train.csv").exists():
-        raise FileNotFoundError(f"FLUKEID_DATA_DIR={root} holds no train.csv (expected the Kaggle layout)")
-    return ObserveResult(data_version=DataVersion(data_folder_fingerprint(root, data.allow_outside_links)))
+        raise FileNotFoundError(
+            f"FLUKEID_DATA_DIR={root} holds no train.csv (expected a Kaggle layout: 2019 or Happywhale's)"
+        )
+    fingerprint = data_folder_fingerprint(root, data.allow_outside_links, species=data.species)
+    version = with_files(fingerprint, [data.decisions_path])
+    version = encounters_version(version, root, data.encounter_window_minutes)
+    return ObserveResult(data_version=DataVersion(version))
 
 
 @asset(
     deps=[raw_image_files],
     # -2: photos converted on read (PNG, CMYK, 16-bit, palette, EXIF rotation) are accepted, with `converted`;
-    # paths resolving outside the data folder are rejected unread.
-    code_version=asset_version("raw_images", "raw_images-2"),
+    # paths resolving outside the data folder are rejected unread. -3: review decisions are applied (`reviews`);
+    # encounters are read from encounters.csv and, when the window is on, EXIF times (`encounters`); the 2022
+    # Happywhale layout is read too, filtered to `FlukeData.species` (`other_species`), and named in `source`.
+    code_version=asset_version("raw_images", "raw_images-3"),
     group_name="ingest",
     description="Manifest of accepted photos (split, label, size, mode, content hash, conversion) and rejected "
     "inputs with reasons.",
@@ -103,9 +116,23 @@ def raw_images(context: AssetExecutionContext, data: FlukeData, storage: FlukeSt
     cache = inspection_cache(storage.cache_dir("raw_images") / "inspected.parquet")
     scan_stats: dict = {}
     manifest, rejected = scan_data_folder(
-        data.root, cache=cache, stats=scan_stats, allow_outside_links=data.allow_outside_links
+        data.root,
+        cache=cache,
+        stats=scan_stats,
+        allow_outside_links=data.allow_outside_links,
+        species=data.species,
     )
-    value: RawImages = {"images": manifest, "rejected": rejected}
+    manifest, reviews, refused = apply_reviews(manifest, data.decisions_path)
+    rejected = with_rejections(rejected, refused)
+    encounters, unplaced = find_encounters(manifest, data.root, data.encounter_window_minutes, cache)
+    rejected = with_rejections(rejected, unplaced)
+    value: RawImages = {
+        "images": manifest,
+        "rejected": rejected,
+        "reviews": reviews,
+        "encounters": encounters,
+        "source": scan_stats["source"],
+    }
     metadata = raw_images_metadata(value, scan_stats, time.perf_counter() - started)
     return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +26,11 @@ from core.parallel import parallel_map
 MAX_PIXELS = 40_000_000
 # Bump when `inspect_image` could judge an unchanged file differently: the per-file cache key includes it.
 # -2: PNG, CMYK, 16-bit, palette and EXIF-rotated photos are converted (`converted`) instead of rejected; sizes
-# are the upright photo's; non-regular files are rejected unread.
-INSPECT_VERSION = "inspect-2"
+# are the upright photo's; non-regular files are rejected unread. -3: the EXIF capture time is read (`taken`),
+# which encounters by time need: a cached report of an unchanged file lacks it, so every file is read once again.
+INSPECT_VERSION = "inspect-3"
+# EXIF tags of when the photo was taken: DateTimeOriginal in the Exif IFD, else the file's DateTime in IFD0.
+EXIF_IFD, DATE_TIME_ORIGINAL, DATE_TIME = 0x8769, 36867, 306
 
 # Why a photo is rejected (the `reason` of a rejected row); scan.py adds the reasons of train.csv and folders.
 # Only what cannot be decoded is rejected: every format and mode `core.images.open_photo` converts is used.
@@ -47,7 +51,8 @@ class ImageReport:
 
     `width` x `height` is the photo upright (after its EXIF orientation), the frame every stage's boxes and crops
     use; `mode` is the file's own PIL mode; `converted` what decoding changes (`core.images.conversions`, joined
-    by `+`: e.g. `png`, `cmyk`, `16-bit`, `palette`, `exif-rotation`), empty for a plain L or RGB JPEG."""
+    by `+`: e.g. `png`, `cmyk`, `16-bit`, `palette`, `exif-rotation`), empty for a plain L or RGB JPEG;
+    `taken` when the photo was taken, from its EXIF (`2019-07-01T08:30:00`), "" when it carries no date."""
 
     width: int = 0
     height: int = 0
@@ -58,6 +63,7 @@ class ImageReport:
     reason: str = ""
     detail: str = ""
     converted: str = ""
+    taken: str = ""
 
 
 # The cache stores one column per report field next to `key`.
@@ -91,6 +97,7 @@ def inspect_image(path: Path) -> ImageReport:
                 **base, reason="decompression_bomb", detail=f"{width}x{height} exceeds {MAX_PIXELS} pixels"
             )
         converted = "+".join(conversions(image))
+        taken = taken_at(image)
         try:
             # Decode at 1/8 scale the way the stages decode: libjpeg still walks the whole entropy stream, so
             # truncation is caught, and every conversion a stage will make is made here once.
@@ -102,8 +109,35 @@ def inspect_image(path: Path) -> ImageReport:
         and np.abs(small[..., 1].astype(np.int16) - small[..., 2]).mean() < 2
     )
     return ImageReport(
-        width=width, height=height, mode=mode, is_grayscale=grayscale, converted=converted, **base
+        width=width,
+        height=height,
+        mode=mode,
+        is_grayscale=grayscale,
+        converted=converted,
+        taken=taken,
+        **base,
     )
+
+
+def taken_at(image: Image.Image) -> str:
+    """When an opened photo was taken, as ISO-8601 without a zone (EXIF stores local camera time), or "" when its
+    EXIF has no well-formed date. EXIF writes `YYYY:MM:DD HH:MM:SS`; anything else (blank `0000:00:00`, a
+    truncated string, an unreadable EXIF block) says nothing about the time and is ignored, never a rejection."""
+    try:
+        exif = image.getexif()
+        values = [exif.get_ifd(EXIF_IFD).get(DATE_TIME_ORIGINAL), exif.get(DATE_TIME)]
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is a photo without a date
+        return ""
+    for value in values:
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if not isinstance(value, str):
+            continue
+        try:
+            return datetime.strptime(value.strip().rstrip("\x00"), "%Y:%m:%d %H:%M:%S").isoformat()
+        except ValueError:
+            continue
+    return ""
 
 
 def decode_failure(error: Exception, mode: str) -> dict:

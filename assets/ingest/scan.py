@@ -1,5 +1,10 @@
 """Reading train.csv and the split folders into the manifest of accepted photos and the rejected inputs.
 
+Either Kaggle layout (`core.formats`), detected from train.csv's header: 2019 (`Image,Id`, photos in `train/` and
+`test/`) or 2022 Happywhale (`image,species,individual_id`, photos in `train_images/` and `test_images/`, rows of
+other species than the chosen one rejected unread as `other_species`, `new_individual` read as `new_whale`). The
+manifest's `split` is `train` or `test` in both; its `path` names the photo's real folder.
+
 Follow one photo: train.csv names it, its path is checked to stay inside the data folder (a symlink out of it is
 rejected before anything opens it, unless `allow_outside_links`), `inspection.inspect_image` opens it (never
 writes it), and it lands in `raw_images["images"]` with its size, mode, content hash and what decoding converts,
@@ -8,6 +13,7 @@ or in `raw_images["rejected"]` saying why not.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 import re
@@ -15,10 +21,13 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from assets.ingest.encounters import ENCOUNTER_REASONS
 from assets.ingest.inspection import REJECTION_REASONS, inspect_images
+from assets.ingest.reviews import REVIEW_REASONS
 from core.artifacts import IMAGE_COLUMNS, REJECTED_COLUMNS
 from core.caches import RecordCache
 from core.constants import NEW_WHALE
+from core.formats import HUMPBACK, PHOTO_FOLDERS, Layout, expected_headers, layout_of_header
 
 SPLITS = ("train", "test")
 # Files of test/ taken as photos (train photos are the ones train.csv names); decoding converts non-JPEGs.
@@ -36,23 +45,34 @@ LISTING_REASONS = (
     "not_in_train_csv",
     "not_a_photo",
     "outside_data_folder",
+    "other_species",
 )
-ALL_REASONS = frozenset(LISTING_REASONS) | frozenset(REJECTION_REASONS)
+# ... and those of the side files: the encounters table and the review decisions.
+ALL_REASONS = (
+    frozenset(LISTING_REASONS)
+    | frozenset(REJECTION_REASONS)
+    | frozenset(ENCOUNTER_REASONS)
+    | frozenset(REVIEW_REASONS)
+)
 
 
-def data_folder_fingerprint(root: Path, allow_outside_links: bool = False) -> str:
-    """A version of the data folder that changes when train.csv, annotations or any photo is added, removed or
-    rewritten. Uses names, sizes and modification times: cheap enough to observe often. Turning
-    `allow_outside_links` on changes it too (what is accepted changes); off, it is the fingerprint it always was."""
+def data_folder_fingerprint(root: Path, allow_outside_links: bool = False, *, species: str = HUMPBACK) -> str:
+    """A version of the data folder that changes when train.csv, annotations or any photo (in the folders of
+    either layout) is added, removed or rewritten. Uses names, sizes and modification times: cheap enough to
+    observe often. Turning `allow_outside_links` on or choosing another `species` changes it too (what is
+    accepted changes); left at their defaults, it is the fingerprint it always was."""
     digest = hashlib.sha256()
     if allow_outside_links:
         digest.update(b"allow_outside_links\n")
+    if species != HUMPBACK:
+        digest.update(f"species:{species}\n".encode())
     for name in ("train.csv", "annotations/boxes.csv"):
         path = root / name
         digest.update(name.encode())
         if path.exists():
             digest.update(path.read_bytes())
-    for split in SPLITS:
+    # A folder that does not exist adds nothing: a 2019 folder's fingerprint is the one it always had.
+    for split in PHOTO_FOLDERS:
         folder = root / split
         if not folder.is_dir():
             continue
@@ -63,28 +83,60 @@ def data_folder_fingerprint(root: Path, allow_outside_links: bool = False) -> st
     return digest.hexdigest()[:20]
 
 
-def read_train_csv(path: Path) -> tuple[pd.DataFrame, list[dict]]:
-    """train.csv as (image, label) rows plus rejected rows: empty or malformed labels, unsafe names, repeats."""
+def detect_layout(path: Path) -> Layout:
+    """The layout of the data folder whose train.csv is `path`, from its header; a clear error naming both expected
+    headers when it is neither."""
     if not path.exists():
-        raise FileNotFoundError(f"{path} not found: the data folder needs a train.csv with columns Image,Id")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    if list(table.columns[:2]) != ["Image", "Id"]:
-        raise ValueError(f"{path}: expected header 'Image,Id', got {','.join(table.columns)}")
+        raise FileNotFoundError(
+            f"{path} not found: the data folder needs a train.csv with header {expected_headers('train')}"
+        )
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), None)
+    layout = layout_of_header(header, "train")
+    if layout is None:
+        raise ValueError(
+            f"{path}: expected header {expected_headers('train')}, got {','.join(header or []) or '(empty)'}"
+        )
+    return layout
+
+
+def data_source(layout: Layout, species: str = HUMPBACK) -> dict:
+    """`raw_images["source"]`: the layout read and the species kept ("" when none was filtered out: every species
+    or a layout without a species column)."""
+    return {"layout": layout.name, "species": species if layout.species_column else ""}
+
+
+def read_train_csv(
+    path: Path, species: str = HUMPBACK, layout: Layout | None = None
+) -> tuple[pd.DataFrame, list[dict]]:
+    """train.csv as (image, label) rows plus rejected rows: empty or malformed labels, unsafe names, repeats, and
+    rows of another species than `species` (where the layout has a species column and `species` is not empty).
+    Labels are the chain's (`new_individual` -> `new_whale`). `layout`: detected from the header when None."""
+    layout = layout or detect_layout(path)
+    table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    table.columns = [column.strip() for column in table.columns]
+    id_column = layout.label_column
+    images, labels = table[layout.image_column], table[id_column]
+    kinds = table[layout.species_column] if layout.species_column else pd.Series([""] * len(table))
     rejected: list[dict] = []
     rows: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
     conflicted: set[str] = set()
-    for line, (image, label) in enumerate(zip(table["Image"], table["Id"]), start=2):
-        image, label = image.strip(), label.strip()
+    for line, (image, label, kind) in enumerate(zip(images, labels, kinds), start=2):
+        image, label, kind = image.strip(), layout.internal_label(label.strip()), kind.strip()
         where = f"train.csv line {line}"
-        if not safe_name(image):
+        if layout.species_column and species and kind != species:
+            detail = f"{where}: species {kind or '(none)'}; only {species} is identified (FlukeData.species)"
+            rejected.append(_rejected(image, "train", label or None, "other_species", detail))
+        elif not safe_name(image):
             rejected.append(
                 _rejected(image, "train", label, "unsafe_path", f"{where}: name leaves the data folder")
             )
         elif not label:
-            rejected.append(_rejected(image, "train", label, "empty_label", f"{where}: no Id"))
+            rejected.append(_rejected(image, "train", label, "empty_label", f"{where}: no {id_column}"))
         elif not LABEL_PATTERN.match(label):
-            rejected.append(_rejected(image, "train", label, "malformed_label", f"{where}: Id {label!r}"))
+            detail = f"{where}: {id_column} {label!r}"
+            rejected.append(_rejected(image, "train", label, "malformed_label", detail))
         elif image in seen:
             same = seen[image] == label
             if not same:
@@ -96,7 +148,7 @@ def read_train_csv(path: Path) -> tuple[pd.DataFrame, list[dict]]:
                     label,
                     "duplicate_row",
                     f"{where}: {image} listed again"
-                    + ("" if same else f" with another Id ({seen[image]} first)"),
+                    + ("" if same else f" with another {id_column} ({seen[image]} first)"),
                 )
             )
         else:
@@ -135,25 +187,30 @@ def scan_data_folder(
     cache: RecordCache | None = None,
     stats: dict | None = None,
     allow_outside_links: bool = False,
+    *,
+    species: str = HUMPBACK,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The whole ingestion: returns (manifest of accepted images, rejected inputs with reasons).
 
+    The layout is train.csv's (`detect_layout`); where it has a species column, rows of another species than
+    `species` (empty: every species) are rejected (`other_species`) and their photos never opened.
     A photo whose path resolves outside `root` is rejected (`outside_data_folder`) without being opened, unless
     `allow_outside_links` (a folder deliberately assembled from links to photos elsewhere).
-    `stats`, when given, receives `inspected` (files opened now) and `from_cache`."""
+    `stats`, when given, receives `inspected` (files opened now), `from_cache` and `source` (`data_source`)."""
     root = Path(root)
-    labelled, rejected = read_train_csv(root / "train.csv")
+    layout = detect_layout(root / "train.csv")
+    folders = {split: layout.folder(split) for split in SPLITS}
+    labelled, rejected = read_train_csv(root / "train.csv", species, layout)
     candidates: list[tuple[str, str, str | None]] = [
         (img, "train", lab) for img, lab in labelled.itertuples(index=False)
     ]
     listed = set(labelled["image"])
     listed_rejected = {r["image"] for r in rejected}
-    train_dir, test_dir = root / "train", root / "test"
+    train_dir, test_dir = root / folders["train"], root / folders["test"]
     for path in sorted(train_dir.iterdir()) if train_dir.is_dir() else []:
         if path.is_file() and path.name not in listed and path.name not in listed_rejected:
-            rejected.append(
-                _rejected(path.name, "train", None, "not_in_train_csv", "in train/ but not in train.csv")
-            )
+            detail = f"in {folders['train']}/ but not in train.csv"
+            rejected.append(_rejected(path.name, "train", None, "not_in_train_csv", detail))
     for path in sorted(test_dir.iterdir()) if test_dir.is_dir() else []:
         if not path.is_file():
             continue
@@ -163,11 +220,13 @@ def scan_data_folder(
         else:
             candidates.append((path.name, "test", None))
     if not allow_outside_links:
-        candidates = _inside_only(root, candidates, rejected)
-    paths = [root / split / image for image, split, _ in candidates]
+        candidates = _inside_only(root, candidates, rejected, folders)
+    paths = [root / folders[split] / image for image, split, _ in candidates]
     reports, inspected = inspect_images(paths, cache=cache, workers=workers)
     if stats is not None:
-        stats.update(inspected=inspected, from_cache=len(paths) - inspected)
+        stats.update(
+            inspected=inspected, from_cache=len(paths) - inspected, source=data_source(layout, species)
+        )
     accepted = []
     for (image, split, label), report in zip(candidates, reports):
         if report.reason:
@@ -178,7 +237,7 @@ def scan_data_folder(
                 "image": image,
                 "split": split,
                 "label": label,
-                "path": f"{split}/{image}",
+                "path": f"{folders[split]}/{image}",
                 "width": report.width,
                 "height": report.height,
                 "mode": report.mode,
@@ -197,17 +256,19 @@ def scan_data_folder(
     return manifest, rejected_df.reset_index(drop=True)
 
 
-def _inside_only(root: Path, candidates: list[tuple], rejected: list[dict]) -> list[tuple]:
-    """The candidates whose files stay inside `root`; the others go to `rejected`, unopened."""
+def _inside_only(
+    root: Path, candidates: list[tuple], rejected: list[dict], folders: dict[str, str]
+) -> list[tuple]:
+    """The candidates whose files stay inside `root`; the others go to `rejected`, unopened. `folders`: split ->
+    its photo folder."""
     inside = []
     for image, split, label in candidates:
-        target = outside_target(root, root / split / image)
+        relative = f"{folders[split]}/{image}"
+        target = outside_target(root, root / relative)
         if target is None:
             inside.append((image, split, label))
         else:
-            detail = (
-                f"{split}/{image} resolves to {target}, outside the data folder (allow_outside_links is off)"
-            )
+            detail = f"{relative} resolves to {target}, outside the data folder (allow_outside_links is off)"
             rejected.append(_rejected(image, split, label, "outside_data_folder", detail))
     return inside
 
@@ -218,6 +279,18 @@ def converted_counts(images: pd.DataFrame) -> dict[str, int]:
     column = images["converted"] if "converted" in images else pd.Series(dtype=object)
     kinds = [kind for value in column.fillna("") for kind in str(value).split("+") if kind]
     return {str(kind): int(count) for kind, count in pd.Series(kinds, dtype=object).value_counts().items()}
+
+
+def source_counts(source: dict | None, rejected: pd.DataFrame) -> dict[str, str | int]:
+    """How the folder was read, for raw_images' metadata: the layout, the species kept (`all` when none was
+    filtered out) and how many train.csv rows of other species were rejected. `source` None: an artifact written
+    before layouts, which was a 2019 folder."""
+    source = source or {"layout": "kaggle2019", "species": ""}
+    return {
+        "layout": source["layout"],
+        "species": source["species"] or "all",
+        "rejected_other_species": int((rejected["reason"] == "other_species").sum()),
+    }
 
 
 def _rejected(image: str, split: str, label: str | None, reason: str, detail: str) -> dict:

@@ -25,7 +25,8 @@ from core.parallel import parallel_map
 from models.keypoints import Box, KeypointSettings, box_keypoints
 from models.verification import LocalFeatures
 
-CODE_VERSION = "fluke_keypoints-1"
+# -2: the value carries the settings that made it (`settings`), so a reader can rebuild the box frames.
+CODE_VERSION = "fluke_keypoints-2"
 # Bump when a photo's keypoints change for the same photo, box and settings: cached entries are then stale.
 KEYPOINTS_VERSION = "box-sift-1"
 
@@ -150,7 +151,7 @@ def extract_keypoints(
         return entries
 
     entries, computed = cached_map(keys, compute, _Entries(cache) if cache is not None else None)
-    value = assemble(entries, manifest)
+    value: FlukeKeypoints = {**assemble(entries, manifest), "settings": settings.feature_settings()}
     if stats is not None:
         stats.update(
             computed=computed,

@@ -168,3 +168,11 @@ def test_an_asset_with_typed_dict_inputs_materializes_and_refuses_a_malformed_in
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.error
     assert "DuplicateGroups" in failure.message and "aliases" in failure.message
+
+
+def test_a_union_part_is_not_checked_rather_than_always_refused():
+    class WithUnion(typing.TypedDict):
+        name: str | None
+        count: typing.Optional[int]  # noqa: UP045 - the older spelling of the same union
+
+    assert part_classes(WithUnion) == {"name": None, "count": None}

@@ -1,5 +1,6 @@
 """The keypoints stage materialized through Dagster: stored parts, its check, its metadata, its cache."""
 
+import json
 import shutil
 
 import numpy as np
@@ -49,7 +50,9 @@ def test_keypoints_stage_materializes_and_reuses_its_cache(tiny_dataset, tmp_pat
         "descriptors.npy",
         "index.parquet",
         "points.npy",
+        "settings.json",
     ]
+    assert json.loads((stored / "settings.json").read_text())["width"] == 128
     index = pd.read_parquet(stored / "index.parquet")
     descriptors = np.load(stored / "descriptors.npy", mmap_mode="r")
     assert len(index) == photos and descriptors.dtype == np.uint8 and len(descriptors) == index["count"].sum()
