@@ -190,3 +190,38 @@ def effective_decisions(rows: pd.DataFrame) -> pd.DataFrame:
             stack.pop()
     standing = sorted((stack[-1] for stack in stacks.values() if stack), key=lambda pair: pair[0])
     return pd.DataFrame([record for _, record in standing], columns=DECISION_COLUMNS)
+
+
+IDENTITY_COLUMNS = ["image", "individual", "decided_by", "probability"]
+
+
+def decided_identities(model_choices: pd.DataFrame, standing: pd.DataFrame) -> pd.DataFrame:
+    """The decided identities a catalogue imports (`IDENTITY_COLUMNS`), one row per photo.
+
+    `model_choices`: the model's first answer per photo (image, label, probability). A standing `same` / `new`
+    decision (`effective_decisions`) gives the reviewed individual, `decided_by` `review:<reviewer>` and
+    probability 1; every other photo takes the model's answer, `decided_by` `model` (`model (review unsure)` when
+    marked "not sure"). Photos come sorted by name; decided photos the model has no answer for follow, in the
+    order they were decided. The one rule for the `decided_identities` asset and the review page's export."""
+    standing_of = {record["image"]: record for record in standing.to_dict("records")}
+    model = model_choices.drop_duplicates("image").sort_values("image", kind="stable")
+    rows = []
+    for image, label, probability in zip(model["image"], model["label"], model["probability"]):
+        review = standing_of.get(image)
+        if review is not None and review["decision"] in LABELLED:
+            rows.append(_reviewed_row(review))
+        else:
+            decided_by = "model (review unsure)" if review is not None else "model"
+            rows.append([image, str(label), decided_by, float(pd.to_numeric(probability, errors="coerce"))])
+    answered = set(model["image"])
+    rows += [
+        _reviewed_row(review)
+        for image, review in standing_of.items()
+        if image not in answered and review["decision"] in LABELLED
+    ]
+    return pd.DataFrame(rows, columns=IDENTITY_COLUMNS)
+
+
+def _reviewed_row(review: dict) -> list:
+    who = str(review.get("reviewer") or "").strip() or "anonymous"
+    return [review["image"], review["label"], f"review:{who}", 1.0]

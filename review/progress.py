@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from core.decisions import IDENTITY_COLUMNS, decided_identities
 from review.queue import ReviewQueue
 
-EXPORT_COLUMNS = ["image", "individual", "decided_by", "probability"]
-IDENTITIES = ("same", "new")  # the decisions that name an individual
+EXPORT_COLUMNS = IDENTITY_COLUMNS
 
 
 def item_status(queue: ReviewQueue, standing: pd.DataFrame) -> pd.DataFrame:
@@ -89,34 +89,11 @@ def undo_target(queue: ReviewQueue, standing: pd.DataFrame) -> tuple[str, list[s
 
 
 def export_table(queue: ReviewQueue, standing: pd.DataFrame) -> pd.DataFrame:
-    """The decided identities, one row per photo (`EXPORT_COLUMNS`), as the `decided_identities` asset writes
-    them: a standing `same` / `new` decision gives the reviewed individual, `decided_by` `review:<reviewer>`
-    and probability 1; every other photo of the queue takes the model's top label and its probability,
-    `decided_by` `model` (`model (review unsure)` when marked "not sure"). Queue photos come sorted by name;
-    photos decided against an earlier queue and no longer in this one follow, in the order they were decided.
-    """
-    standing_of = {record["image"]: record for record in standing.to_dict("records")}
+    """The decided identities, one row per photo (`EXPORT_COLUMNS`), by the rule the `decided_identities`
+    asset uses (`core.decisions.decided_identities`): each queue photo's model answer is its item's first
+    candidate."""
     candidates = queue.candidates
     top = candidates[candidates["rank"] == candidates.groupby("item")["rank"].transform("min")]
-    top = {record["item"]: record for record in top.to_dict("records")}
-    rows = []
-    for image, item in sorted(zip(queue.photos["image"], queue.photos["item"])):
-        review = standing_of.get(image)
-        if review is not None and review["decision"] in IDENTITIES:
-            rows.append(_reviewed_row(review))
-        elif item in top:
-            decided_by = "model (review unsure)" if review is not None else "model"
-            probability = pd.to_numeric(pd.Series([top[item]["probability"]]), errors="coerce").iloc[0]
-            rows.append([image, str(top[item]["label"]), decided_by, float(probability)])
-    queued = set(queue.photos["image"])
-    rows += [
-        _reviewed_row(review)
-        for image, review in standing_of.items()
-        if image not in queued and review["decision"] in IDENTITIES
-    ]
-    return pd.DataFrame(rows, columns=EXPORT_COLUMNS)
-
-
-def _reviewed_row(review: dict) -> list:
-    who = str(review.get("reviewer") or "").strip() or "anonymous"
-    return [review["image"], review["label"], f"review:{who}", 1.0]
+    top = top.drop_duplicates("item")[["item", "label", "probability"]]
+    choices = queue.photos[["item", "image"]].merge(top, on="item", how="inner")
+    return decided_identities(choices[["image", "label", "probability"]], standing)

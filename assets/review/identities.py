@@ -1,38 +1,27 @@
 """The decided identities, as a catalogue imports them (issue 15): one row per test photo, its individual, who
-decided it and how sure.
-
-A photo with a standing review decision (`raw_images["reviews"]`) takes the reviewer's individual (a known id or
-the one the review created), `decided_by` `review:<reviewer>` and probability 1. Every other test photo takes the
-model's first label and its P(same whale) (or P(new_whale)), `decided_by` `model`; a photo marked "not sure"
-keeps the model's answer, `decided_by` `model (review unsure)`.
+decided it and how sure, by the one rule of `core.decisions.decided_identities` (the review page's export uses it
+too): a standing review decision wins (probability 1), every other photo takes the model's first answer.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from core.artifacts import IDENTITY_COLUMNS
+from core.artifacts import REVIEW_COLUMNS
+from core.decisions import decided_identities as identities_rule
 
 
 def decided_identities(
     test_images: list[str], reviews: pd.DataFrame | None, first_choices: pd.DataFrame
 ) -> pd.DataFrame:
-    """`first_choices`: image, label, probability of the model's rank-1 answer per test photo."""
-    model = first_choices.drop_duplicates("image").set_index("image")
-    standing = {} if reviews is None else {r["image"]: r for r in reviews.to_dict("records")}
-    records = []
-    for image in sorted(test_images):
-        review = standing.get(image)
-        if review is not None and review["decision"] in ("same", "new"):
-            who = str(review.get("reviewer") or "").strip() or "anonymous"
-            records.append([image, review["label"], f"review:{who}", 1.0])
-            continue
-        label = model["label"].get(image, "")
-        probability = float(model["probability"].get(image, np.nan))
-        decided_by = "model (review unsure)" if review is not None else "model"
-        records.append([image, label, decided_by, probability])
-    return pd.DataFrame(records, columns=IDENTITY_COLUMNS)
+    """`reviews`: raw_images' applied decisions; `first_choices`: image, label, probability of the model's
+    rank-1 answer per photo. Every test photo gets a row (no model answer: empty label, NaN)."""
+    model = pd.DataFrame({"image": sorted(test_images)}).merge(
+        first_choices.drop_duplicates("image"), on="image", how="left"
+    )
+    model["label"] = model["label"].fillna("")
+    standing = reviews if reviews is not None else pd.DataFrame(columns=REVIEW_COLUMNS)
+    return identities_rule(model, standing)
 
 
 def first_choices(candidates: pd.DataFrame, photos: pd.DataFrame) -> pd.DataFrame:
