@@ -19,7 +19,11 @@ export FLUKEID_PROFILE := $(PROFILE)
 export YOLO_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
-.PHONY: install demo test ui review screenshots update lint data clean
+# Every asset of the chain: not the experiment sweep (`make experiments`), whose partitions run only when asked for.
+CHAIN := not group:experiments
+JOBS ?= 2
+
+.PHONY: install demo test ui review screenshots update experiments scaling lint data clean
 
 # The venv is rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -43,7 +47,7 @@ data: $(DEMO_DATA)/train.csv
 ## make demo: generate the demo data when missing and materialize every asset on it.
 demo: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m pipelines.definitions --select raw_image_files
-	$(BIN)/dagster asset materialize -m pipelines.definitions --select '*' -c configs/$(PROFILE).yaml
+	$(BIN)/dagster asset materialize -m pipelines.definitions --select '$(CHAIN)' -c configs/$(PROFILE).yaml
 	$(BIN)/flukeid outputs
 
 ## make test: the test suite.
@@ -55,6 +59,17 @@ update: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/flukeid update --profile $(PROFILE)
 	$(BIN)/flukeid outputs
 
+## make experiments: the experiment sweep (configs/experiments.yaml) on the chain's artifacts (after make demo):
+## every missing or stale partition of experiment_run in $(JOBS) workers, then experiment_comparison, printed;
+## then docs/experiments.md written from it. Hours on 2 cores (README, "Experiments").
+experiments: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/flukeid experiments --run --jobs $(JOBS) --profile $(PROFILE) --write-docs docs/experiments.md
+
+## make scaling: bench/scaling.py, every stage's seconds and peak memory on generated sets of four sizes and their
+## growth exponents (README, "Performance"; docs/scaling.md); sets and logs under /tmp/scaling/work, resumable.
+scaling: $(VENV)/.installed
+	$(BIN)/python bench/scaling.py
+
 ## make ui: the Dagster UI on http://127.0.0.1:3000
 ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m pipelines.definitions -h 127.0.0.1 -p 3000
@@ -64,10 +79,11 @@ ui: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 review: $(VENV)/.installed
 	$(BIN)/flukeid review --storage $(FLUKEID_STORAGE_DIR) --data $(FLUKEID_DATA_DIR)
 
-## make screenshots: the browser tests (tests/test_ui.py, tests/test_review_ui.py), their screenshots kept in
-## docs/ui and docs/review for the README.
+## make screenshots: the browser tests (tests/test_ui.py, tests/test_review_ui.py, tests/test_experiments_ui.py),
+## their screenshots kept in docs/ui and docs/review for the README.
 screenshots: $(VENV)/.installed
-	FLUKEID_TEST_OUTPUT=$(CURDIR)/docs $(BIN)/python -m pytest -q tests/test_ui.py tests/test_review_ui.py
+	FLUKEID_TEST_OUTPUT=$(CURDIR)/docs $(BIN)/python -m pytest -q tests/test_ui.py tests/test_review_ui.py \
+		tests/test_experiments_ui.py
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check core synth pipelines assets models review tests bench

@@ -3,6 +3,9 @@
 raw_images -> image_hashes -> duplicate_groups -> training_manifest -> fluke_detector -> fluke_boxes
 -> fluke_tensors -> embedding_model -> gallery_index -> validation_report -> submission
 -> review_queue -> decided_identities (decisions flow back to raw_images through the decisions file)
+
+and, beside the chain, the experiment sweep: experiment_variants -> experiment_run (variant x seed) ->
+experiment_comparison (left out of the chain's job, `flukeid update` and `make demo`).
 """
 
 import warnings

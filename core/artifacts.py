@@ -137,7 +137,8 @@ class FlukeDetector(TypedDict):
     """JSON: `trained`, `source` (trained | weights_path | none), `reason` (why not trained, '' when trained),
     `annotations`, `epochs`, `imgsz`, `model_yaml`; with annotations `train_photos`, `val_photos` and the held-out
     `mAP50`, `mAP50-95`; with a model its `version` (a hash of the weights); when trained here
-    `training_seconds` and `history` (per epoch: epoch, box_loss, mAP50, mAP50-95)."""
+    `training_seconds`, `history` (per epoch: epoch, box_loss, mAP50, mAP50-95), `budget` (the
+    `TrainingBudget` fields: what ran against `max_minutes`) and, on CUDA, `cuda_max_memory_mb`."""
     weights: NotRequired[bytes]
     """The ultralytics `.pt` file's bytes; absent when there is no model (every photo then falls back to its
     whole frame)."""
@@ -196,6 +197,20 @@ class FlukeKeypoints(TypedDict):
 # embedding_model (train)
 
 
+class TrainingBudget(TypedDict):
+    """`EmbeddingModelInfo["budget"]`: how far a training went against its time budget (`max_minutes`). No
+    minutes here: they are wall-clock, and the artifact's version must not follow them (the metadata shows them)."""
+
+    max_minutes: float
+    """The budget asked for; 0: none."""
+    stopped_by_budget: bool
+    """The budget ran out before the configured epochs."""
+    epochs_configured: int
+    epochs_completed: int
+    steps_completed: int
+    """Optimisation steps of the completed epochs."""
+
+
 class EmbeddingModelInfo(TypedDict):
     """`EmbeddingModel["config"]`: enough to rebuild the network (`models.embedding.load_embedding_model`)."""
 
@@ -215,6 +230,8 @@ class EmbeddingModelInfo(TypedDict):
     """And its tuned new_whale threshold."""
     code_version: str
     """The train stage's code version that made it."""
+    budget: NotRequired[TrainingBudget]
+    """Epochs and steps completed against the time budget (absent in models trained before budgets)."""
 
 
 class EmbeddingModel(TypedDict):
@@ -310,6 +327,44 @@ IDENTITY_COLUMNS = ["image", "individual", "decided_by", "probability"]
 individual as decided by a reviewer (`review:<name>`, probability 1) or by the model (`model`, its P)."""
 
 # ---------------------------------------------------------------------------------------------------------------
+# experiment_run, experiment_comparison (experiments)
+
+
+class ExperimentRun(TypedDict):
+    """The value of one `experiment_run` partition (a variant and a seed; `assets.experiments.run`), stored under
+    `<storage>/experiment_run/<experiment>.<variant>/<seed>/`."""
+
+    summary: dict
+    """JSON: experiment, variant, key, seed, overrides, the resolved training and identification settings,
+    `metrics` (map5, map5_known, map5_new_whale, map5_embedding_only, map5_threshold_path, recall@k, hit_rank_1..5,
+    train_seconds, epochs), `training_run` (run_key, budget, epochs), `data` (photos, queries, manifest_version)."""
+    per_rank: pd.DataFrame
+    """`core.metrics.rank_statistics` of the decided rows: per rank 1..5 the hits and the share first right there."""
+    history: pd.DataFrame
+    """The training's per-epoch history (as `EmbeddingModel["history"]`)."""
+
+
+class ExperimentComparison(TypedDict):
+    """The value of `experiment_comparison` (`assets.experiments.comparison`): every materialized partition, side
+    by side per question; `flukeid experiments` prints `text["terminal"]`, `--write-docs` writes `text["markdown"]`
+    and `plots`."""
+
+    runs: pd.DataFrame
+    """One row per partition: experiment, variant, key, seed and its metrics."""
+    variants: pd.DataFrame
+    """One row per variant: experiment, variant, seeds, and mean / std / min / max of each metric over seeds."""
+    verdicts: pd.DataFrame
+    """One row per experiment: question, metric, best variant, recipe and best means, gap, spread, given, text."""
+    info: dict
+    """JSON: seeds, budget_minutes, metric, profile, experiments file, data (folder, photos, queries), partitions
+    materialized and missing."""
+    text: dict
+    """JSON: `terminal` (the tables as fixed-width text) and `markdown` (docs/experiments.md, images under `{images}`)."""
+    plots: dict
+    """JSON: experiment -> its plot, a base64 PNG."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
 
 ARTIFACT_TYPES: dict[str, type] = {
     "raw_images": RawImages,
@@ -321,6 +376,8 @@ ARTIFACT_TYPES: dict[str, type] = {
     "gallery_index": GalleryIndex,
     "validation_report": ValidationReport,
     "review_queue": ReviewQueue,
+    "experiment_run": ExperimentRun,
+    "experiment_comparison": ExperimentComparison,
 }
 """Each dict-valued asset and the TypedDict of its value."""
 

@@ -15,6 +15,8 @@ from core import artifacts
 from core.artifacts import (
     DuplicateGroups,
     EmbeddingModel,
+    ExperimentComparison,
+    ExperimentRun,
     FlukeDetector,
     FlukeKeypoints,
     FlukeTensors,
@@ -27,6 +29,8 @@ from core.artifacts import (
 __all__ = [
     "DuplicateGroups",
     "EmbeddingModel",
+    "ExperimentComparison",
+    "ExperimentRun",
     "FlukeDetector",
     "FlukeKeypoints",
     "FlukeTensors",

@@ -107,3 +107,13 @@ def _plain(value):
 def json_metadata(value: object) -> MetadataValue:
     """A JSON-able value (a summary, settings) shown inline, collapsible."""
     return MetadataValue.json(value)
+
+
+def process_peak_rss_mb() -> float:
+    """The peak resident memory of this process so far, in MiB (a Dagster step's own process under the default
+    multiprocess executor, so one stage's peak; under the in-process executor the whole run's)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)

@@ -96,7 +96,10 @@ class ComputeDevice(ConfigurableResource):
         if choice == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if choice.startswith("cuda") and not torch.cuda.is_available():
-            raise RuntimeError(f"FLUKEID_DEVICE={self.device} but torch sees no CUDA device")
+            raise RuntimeError(
+                f"FLUKEID_DEVICE={self.device} but torch sees no CUDA device (torch {torch.__version__}, CUDA "
+                f"build {torch.version.cuda or 'none'}): run with FLUKEID_DEVICE=auto or cpu on this machine"
+            )
         if choice not in ("cpu",) and not choice.startswith("cuda"):
             raise ValueError(f"FLUKEID_DEVICE must be auto, cpu or cuda[:N], got {self.device!r}")
         return torch.device(choice)

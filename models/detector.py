@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,7 @@ import pandas as pd
 
 from core.files import write_bytes
 from core.images import decode_photo
+from models.detector_budget import DetectorProgress
 
 CLASS_NAME = "fluke"
 BOX_COLUMNS = ["x0", "y0", "x1", "y1"]
@@ -184,6 +185,8 @@ class TrainingResult:
     weights_path: Path
     seconds: float
     epochs_run: int
+    budget: dict = field(default_factory=dict)  # `DetectorProgress.summary()`: what ran against the budget
+    cuda_max_memory_mb: float | None = None  # the peak torch allocated while training, on CUDA
 
 
 def train_detector(
@@ -198,11 +201,13 @@ def train_detector(
     workers: int = 0,
     mosaic: float = 1.0,
     config_dir: Path | None = None,
+    max_minutes: float = 0.0,
 ) -> TrainingResult:
     """Trains a YOLO model from its architecture YAML (random init: nothing is downloaded); returns best.pt.
 
     Plots, AMP (its check downloads a model) and per-epoch chatter are off. The run folder (`<work_dir>/runs/train`)
-    is replaced each time: give each training its own `work_dir`.
+    is replaced each time: give each training its own `work_dir`. `max_minutes` > 0 is a time budget
+    (`models.detector_budget`): at most `epochs`, fewer when the budget runs out, the schedule fitted to it.
     """
     check_architecture(model_yaml)
     configure_offline(config_dir or Path(work_dir) / "ultralytics")
@@ -212,6 +217,9 @@ def train_detector(
     if (project / "train").exists():
         shutil.rmtree(project / "train")
     model = YOLO(model_yaml, task="detect")
+    progress = DetectorProgress(epochs=epochs, max_minutes=max_minutes)
+    progress.attach(model)
+    cuda = _reset_cuda_peak(device)
     started = time.perf_counter()
     model.train(
         data=str(data_yaml),
@@ -237,12 +245,35 @@ def train_detector(
         close_mosaic=max(1, epochs // 3),
         patience=max(10, epochs),
         cache=False,
+        **progress.train_arguments(),
     )
     seconds = time.perf_counter() - started
     # The last epoch, not best.pt: on a few held-out photos early-epoch fitness is often all zero, and best.pt then
     # stays the first epoch's model; the schedule ends annealed (no mosaic, low learning rate).
     weights = project / "train" / "weights" / "last.pt"
-    return TrainingResult(weights_path=weights, seconds=seconds, epochs_run=epochs)
+    return TrainingResult(
+        weights_path=weights,
+        seconds=seconds,
+        epochs_run=progress.epochs_completed,
+        budget=progress.summary(),
+        cuda_max_memory_mb=_cuda_peak_mb(device) if cuda else None,
+    )
+
+
+def _reset_cuda_peak(device: object) -> bool:
+    """Reset torch's peak-memory counter when training on CUDA; whether it is CUDA."""
+    if not str(device).lower().startswith("cuda"):
+        return False
+    import torch
+
+    torch.cuda.reset_peak_memory_stats(torch.device(str(device)))
+    return True
+
+
+def _cuda_peak_mb(device: object) -> float:
+    import torch
+
+    return torch.cuda.max_memory_allocated(torch.device(str(device))) / 2**20
 
 
 def evaluate_detector(

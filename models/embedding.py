@@ -32,6 +32,7 @@ SLIM_RESNETS = {
     "tiny_resnet": ((8, 16, 16, 32), (1, 1, 1, 1)),  # tests and CI: a few thousand parameters
 }
 NORM_ORDERS = ("after", "before", "both", "none")
+HIDDEN_NORMS = ("before_relu", "after_relu")  # where a hidden head layer's BatchNorm1d sits (`hidden_norm`)
 
 
 @dataclass
@@ -39,15 +40,17 @@ class EmbeddingSpec:
     """What the network is; enough to rebuild it without downloading anything.
 
     norm_order places BatchNorm1d in the head: `after` the last projection (pooled -> linear -> BN -> L2),
-    `before` it (pooled -> BN -> linear -> L2, the "BNNeck" order), `both`, or `none`.
+    `before` it (pooled -> BN -> linear -> L2, the "BNNeck" order), `both`, or `none`. hidden_norm orders each
+    hidden layer (head_depth >= 2): `before_relu` (linear -> BN -> ReLU) or `after_relu` (linear -> ReLU -> BN).
     """
 
     backbone: str = "slim_resnet14"
     in_channels: int = 1
     embedding_dim: int = 256
-    head_depth: int = 1  # linear layers in the head; hidden ones are linear -> BN -> ReLU
+    head_depth: int = 1  # linear layers in the head; hidden ones are linear -> BN -> ReLU (see hidden_norm)
     head_hidden: int = 512
     norm_order: str = "after"
+    hidden_norm: str = "before_relu"
     pooling: str = "gem"  # gem | avg
     gem_p: float = 3.0
     dropout: float = 0.0
@@ -212,6 +215,8 @@ class FlukeEmbedder(nn.Module):
         super().__init__()
         if spec.norm_order not in NORM_ORDERS:
             raise ValueError(f"norm_order must be one of {NORM_ORDERS}, got {spec.norm_order!r}")
+        if spec.hidden_norm not in HIDDEN_NORMS:
+            raise ValueError(f"hidden_norm must be one of {HIDDEN_NORMS}, got {spec.hidden_norm!r}")
         self.spec = spec
         if spec.backbone in SLIM_RESNETS:
             widths, blocks = SLIM_RESNETS[spec.backbone]
@@ -253,11 +258,9 @@ def _projection_head(in_features: int, spec: EmbeddingSpec) -> nn.Sequential:
         layers.append(nn.Dropout(spec.dropout))
     width = in_features
     for _ in range(max(0, spec.head_depth - 1)):
-        layers += [
-            nn.Linear(width, spec.head_hidden),
-            nn.BatchNorm1d(spec.head_hidden),
-            nn.ReLU(inplace=True),
-        ]
+        norm, relu = nn.BatchNorm1d(spec.head_hidden), nn.ReLU(inplace=True)
+        order = (relu, norm) if spec.hidden_norm == "after_relu" else (norm, relu)
+        layers += [nn.Linear(width, spec.head_hidden), *order]
         width = spec.head_hidden
     if spec.head_depth > 0:
         layers.append(nn.Linear(width, spec.embedding_dim))

@@ -7,7 +7,9 @@ the device (models/augment.py) and steps on ArcFace + mined triplet losses (mode
 `validate` ranks the validation fold against the training fold with the retrieval module's tuner
 (models/epoch_validation.py), which may reweight hard individuals; and the one checkpoint dict is written
 atomically. A killed run resumes from the last checkpoint and, because every epoch reseeds its own randomness,
-ends where an uninterrupted run ends.
+ends where an uninterrupted run ends. A time budget (`max_minutes`) lets no epoch start once the epochs so far
+took that long: the run stops cleanly after an epoch, its checkpoint whole, and is carried on from there by a
+larger budget (or none), on the way an uncut run goes.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class TrainingConfig:
     head_depth: int = 1
     head_hidden: int = 512
     norm_order: str = "after"
+    hidden_norm: str = "before_relu"  # hidden head layers (head_depth >= 2): BN before_relu | after_relu
     pooling: str = "gem"
     dropout: float = 0.0
     input_downscale: int = 4  # the 128 x 256 crops seen at 32 x 64: patterns are coarse, CPU time is short
@@ -50,6 +53,10 @@ class TrainingConfig:
     negatives_per_batch: int = 8
     epochs: int = 120
     max_steps_per_epoch: int = 0  # 0: a full pass over the individuals; >0 caps it (benchmarks, smoke runs)
+    # A time budget: no epoch starts once this many minutes of epochs (training and validation, summed over
+    # resumed sessions) are spent; 0: none. Not part of the run key (assets/train/run.py): it only caps how far
+    # the same run goes, so a cut run is found again by the same budget and carried on by a larger one.
+    max_minutes: float = 0.0
     # optimisation
     learning_rate: float = 2e-3
     backbone_lr_scale: float = 1.0  # < 1 for pretrained backbones
@@ -102,6 +109,7 @@ class TrainingConfig:
             head_depth=self.head_depth,
             head_hidden=self.head_hidden,
             norm_order=self.norm_order,
+            hidden_norm=self.hidden_norm,
             pooling=self.pooling,
             dropout=self.dropout,
             input_downscale=self.input_downscale,
@@ -147,6 +155,8 @@ class TrainingResult:
     seconds: float
     classes: int
     items: int
+    stopped_by_budget: bool = False
+    training_minutes: float = 0.0  # the epochs' training and validation time, summed over resumed sessions
 
 
 def train_embedding(
@@ -187,15 +197,25 @@ def train_embedding(
             run_key,
             log,
         )
-        resumed_from = run.epochs_done
+        resumed_from, stopped_by_budget = run.epochs_done, False
         for epoch in range(run.epochs_done, config.epochs):
+            if budget_spent(run.history, config):
+                stopped_by_budget = True
+                log(
+                    f"time budget of {config.max_minutes:g} min spent after {run.epochs_done} of "
+                    f"{config.epochs} epochs: training stops here"
+                )
+                break
             row = train_epoch(run, loader, sampler, epoch, steps_per_epoch, config, on_step)
             validation, val_seconds = None, 0.0
-            if len(data.val_rows) and validation_due(epoch, config):
+            due = validation_due(epoch, config)
+            # The last epoch a budget allows is validated too; only scheduled validations reweight, so a cut run
+            # carried on later goes the way an uncut run goes.
+            if len(data.val_rows) and (due or budget_spent([*run.history, row], config)):
                 val_started = time.perf_counter()
                 validation = validate(run.model, data, device, config.eval_batch_size)
                 val_seconds = time.perf_counter() - val_started
-                if config.hard_reweight > 0:
+                if config.hard_reweight > 0 and due:
                     run.class_weights = reweight_hard_individuals(
                         run.class_weights, validation, items, config
                     )
@@ -221,7 +241,21 @@ def train_embedding(
             seconds=time.perf_counter() - started,
             classes=num_classes,
             items=len(items.rows),
+            stopped_by_budget=stopped_by_budget,
+            training_minutes=epoch_seconds(run.history) / 60.0,
         )
+
+
+def epoch_seconds(history: list[dict]) -> float:
+    """The epochs' training and validation seconds in a history (a resumed run's history holds earlier sessions')."""
+    return float(
+        sum(row["load_seconds"] + row["compute_seconds"] + row.get("val_seconds", 0.0) for row in history)
+    )
+
+
+def budget_spent(history: list[dict], config: TrainingConfig) -> bool:
+    """Whether the epochs of `history` used up `config.max_minutes` (never with no budget)."""
+    return config.max_minutes > 0 and epoch_seconds(history) >= config.max_minutes * 60.0
 
 
 def validation_due(epoch: int, config: TrainingConfig) -> bool:

@@ -5,9 +5,10 @@ flukeid synth OUT_DIR --scale 0.05 --seed 0     generate a synthetic Kaggle-layo
       [--encounters S]   a share of the whales' test photos listed as encounters, EXIF times on test photos
       [--layout kaggle2019|happywhale]   the 2019 competition's layout (default) or the 2022 Happywhale one
 flukeid score SUBMISSION SOLUTION               MAP@5 of a submission against a solution file (either layout)
-flukeid update                                  materialize only what is stale or missing
+flukeid update [--experiments]                  materialize only what is stale or missing (the sweep only if asked)
 flukeid init-home                               create $DAGSTER_HOME's storage once, before any run
 flukeid review [--port 8765]                    the review page on http://127.0.0.1:8765 (decide uncertain photos)
+flukeid experiments [--run] [--write-docs PATH]  the experiment sweep: print its comparison, run it, write its page
 """
 
 from __future__ import annotations
@@ -76,6 +77,70 @@ def _review(args) -> int:
     print(f"review page: http://{args.host}:{args.port}/  (decisions: {decisions}; Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def _add_experiments_parser(commands) -> None:
+    import os
+
+    experiments = commands.add_parser(
+        "experiments",
+        help="the experiment sweep (configs/experiments.yaml): print the stored comparison; --run materializes "
+        "the missing or stale partitions and the comparison; --write-docs writes docs/experiments.md from it",
+    )
+    experiments.add_argument("--run", action="store_true", help="run the missing or stale partitions first")
+    experiments.add_argument(
+        "--jobs", type=int, default=2, help="worker processes for --run (default 2; 1: this one)"
+    )
+    experiments.add_argument(
+        "--only", nargs="+", default=(), metavar="EXPERIMENT", help="run these experiments only"
+    )
+    experiments.add_argument("--dry-run", action="store_true", help="with --run: print the plan, run nothing")
+    experiments.add_argument(
+        "--profile", default=None, help="run-config profile in configs/ (default: $FLUKEID_PROFILE or demo)"
+    )
+    experiments.add_argument(
+        "--storage",
+        default=os.environ.get("FLUKEID_STORAGE_DIR", "storage"),
+        help="storage folder holding experiment_comparison/ (default: $FLUKEID_STORAGE_DIR or storage)",
+    )
+    experiments.add_argument(
+        "--write-docs", default=None, metavar="PATH", help="write the comparison as this page"
+    )
+
+
+def _experiments(args) -> int:
+    import os
+
+    if args.profile:
+        os.environ["FLUKEID_PROFILE"] = args.profile  # before definitions load: versions fold the profile in
+    from pipelines.experiments import stored_comparison, write_docs
+
+    failed: list[str] = []
+    if args.run:
+        from dagster import DagsterInstance
+
+        from pipelines.definitions import defs
+        from pipelines.experiments import sweep
+        from pipelines.home import init_home
+
+        if os.environ.get("DAGSTER_HOME"):
+            init_home()
+        with DagsterInstance.get() as instance:
+            failed = sweep(defs, instance, jobs=args.jobs, only=args.only, dry_run=args.dry_run)
+        if args.dry_run:
+            return 0
+        if failed:
+            print(f"failed partitions: {', '.join(failed)}", file=sys.stderr)
+    try:
+        value = stored_comparison(args.storage)
+    except FileNotFoundError as error:
+        print(f"error: {error} (flukeid experiments --run materializes it)", file=sys.stderr)
+        return 2
+    print(value["text"]["terminal"], end="")
+    if args.write_docs:
+        for path in write_docs(value, args.write_docs):
+            print(f"wrote {path}")
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", default=None, help="run-config profile in configs/ (default: $FLUKEID_PROFILE or demo)"
     )
     update.add_argument("--dry-run", action="store_true", help="print what would run, run nothing")
+    update.add_argument(
+        "--experiments",
+        action="store_true",
+        help="then the experiment sweep's missing or stale partitions too (as flukeid experiments --run)",
+    )
 
     commands.add_parser("outputs", help="print where the outputs are and the validation MAP@5")
 
@@ -163,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     home.add_argument("--home", default=None, help="the home folder (default: $DAGSTER_HOME)")
     _add_review_parser(commands)
+    _add_experiments_parser(commands)
 
     args = parser.parse_args(argv)
     if args.command == "synth":
@@ -211,6 +282,11 @@ def main(argv: list[str] | None = None) -> int:
             init_home()
         with DagsterInstance.get() as instance:
             run_update(defs, instance, profile=args.profile, dry_run=args.dry_run)
+            if args.experiments:
+                from pipelines.experiments import sweep
+
+                if sweep(defs, instance, dry_run=args.dry_run):
+                    return 1
         return 0
     if args.command == "init-home":
         from pipelines.home import init_home
@@ -223,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "review":
         return _review(args)
+    if args.command == "experiments":
+        return _experiments(args)
     if args.command == "outputs":
         from pipelines.outputs import describe_outputs
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 
 from dagster import (
+    AssetSelection,
     Definitions,
     define_asset_job,
     load_asset_checks_from_package_module,
@@ -16,7 +17,10 @@ from dagster import (
 )
 
 import assets as asset_package
-from core.profiles import run_config
+from assets.experiments.assets import SEED, VARIANT, experiment_assets, experiment_partitions
+from assets.experiments.settings import Experiments, load_experiments, partition_settings
+from core.constants import EXPERIMENTS_GROUP
+from core.profiles import asset_config, run_config
 from core.resources import (
     ComputeDevice,
     FlukeData,
@@ -29,8 +33,18 @@ from core.resources import (
 )
 from pipelines.io_managers import ArtifactIOManager
 
+
+def _groups(definition) -> set[str]:
+    groups = getattr(definition, "group_names_by_key", None)
+    return set(groups.values()) if groups else {getattr(definition, "group_name", None)}
+
+
 all_assets = load_assets_from_package_module(asset_package)
 all_checks = load_asset_checks_from_package_module(asset_package)
+# The chain: every asset but the experiment sweep (assets/experiments/), which runs only when asked for.
+chain_assets = [definition for definition in all_assets if EXPERIMENTS_GROUP not in _groups(definition)]
+# What the chain's job, `make demo` and CI select: the same assets as `chain_assets`.
+CHAIN_SELECTION = f"not group:{EXPERIMENTS_GROUP}"
 
 
 def chain_part(*names: str, checks: bool = True) -> list:
@@ -76,11 +90,42 @@ def check_run_config(config: dict) -> dict:
     return config
 
 
+def check_experiments(experiments: Experiments) -> Experiments:
+    """Build the two Configs every variant of the experiments file overrides (`embedding_model`'s with the
+    variant's training, `validation_report`'s with its identification settings), over the active profile's
+    sections, so that an unknown name or an out-of-range value fails now, naming the variant. Returns it."""
+    classes = config_classes()
+    for experiment in experiments.experiments:
+        for variant in experiment.variants:
+            training = {**asset_config("embedding_model"), "max_minutes": experiments.budget_minutes}
+            identification = {**asset_config("validation_report"), **experiments.identification}
+            try:
+                classes["embedding_model"](**{**training, **variant.training})
+                classes["validation_report"](**{**identification, **variant.identification})
+            except Exception as error:
+                raise ValueError(f"{experiments.path}: variant {variant.key}: {error}") from error
+    return experiments
+
+
+def experiment_plan(experiments_file: str | None = None) -> dict[str, tuple[str, float]]:
+    """Partition key of `experiment_run` -> (the digest of its training, its budget in minutes): partitions with one
+    digest share a checkpoint, so the sweep runs them one after the other (`pipelines/experiments.py`)."""
+    experiments = load_experiments(experiments_file)
+    plan = {}
+    for key in experiment_partitions(experiments).get_partition_keys():
+        dims = key.keys_by_dimension
+        settings = partition_settings(experiments, dims[VARIANT], dims[SEED])
+        plan[str(key)] = (settings.training_version, settings.training.max_minutes)
+    return plan
+
+
 def build_resources(
     data_dir: str | None = None, storage_dir: str | None = None, device: str | None = None
 ) -> dict:
     """Resources for a data folder and a storage folder; tests call this with temporary folders."""
     storage = storage_dir or default_storage_dir()
+    compute = ComputeDevice(device=device or default_device())
+    compute.torch_device()  # a device that is not there is refused now, not minutes into a run
     return {
         "data": FlukeData(
             data_dir=data_dir or default_data_dir(),
@@ -88,23 +133,33 @@ def build_resources(
             species=default_species(),
         ),
         "storage": FlukeStorage(storage_dir=storage),
-        "device": ComputeDevice(device=device or default_device()),
+        "device": compute,
         "io_manager": ArtifactIOManager(storage_dir=storage),
     }
 
 
-def build_definitions(**kwargs) -> Definitions:
+def build_definitions(experiments_file: str | None = None, **kwargs) -> Definitions:
+    """The Definitions; `experiments_file`: the sweep of another experiments file than the default (tests)."""
+    config = check_run_config(run_config())  # the profile first: the sweep's check builds on its sections
+    assets = all_assets
+    if experiments_file is not None:
+        own = experiment_assets(check_experiments(load_experiments(experiments_file)))
+        assets = [*chain_assets, *own]
+    else:
+        check_experiments(load_experiments())
     return Definitions(
-        assets=all_assets,
+        assets=assets,
         asset_checks=all_checks,
         jobs=[
             # The job carries the active profile's run config, so that "Materialize all" on its page in the UI
             # runs with the same hyperparameters (and so the same code versions) as the CLI and `flukeid update`.
             define_asset_job(
                 "identify_whales",
-                selection="*",
-                config=check_run_config(run_config()),
-                description="Every stage, photos to submission, with the active profile's run config.",
+                # Not the experiment sweep: its partitions run only when asked for (`flukeid experiments --run`).
+                selection=AssetSelection.all() - AssetSelection.groups(EXPERIMENTS_GROUP),
+                config=config,
+                description="Every stage, photos to submission, with the active profile's run config (not the "
+                "experiment sweep).",
             )
         ],
         resources=build_resources(**kwargs),

@@ -47,11 +47,35 @@ class DamagedArtifact(RuntimeError):
     """A stored artifact whose bytes do not match the digests recorded when it was stored."""
 
 
+def partition_parts(partition_key: str) -> list[str]:
+    """The folders of one partition under its asset's: a multi-partition key's dimensions last first
+    (experiment_run's `<seed>|<experiment>.<variant>` -> `<experiment>.<variant>/<seed>`), a plain key as it is.
+    A part that is not a plain file name is refused rather than written outside the asset's folder, and so is a
+    last part with a dot (the artifact's files are named by replacing its suffix)."""
+    parts = list(reversed(partition_key.split("|")))
+    for part in parts:
+        if not part or part in (".", "..") or "/" in part or "\\" in part:
+            raise ValueError(f"partition key {partition_key!r}: {part!r} cannot name a folder")
+    if "." in parts[-1]:
+        raise ValueError(f"partition key {partition_key!r}: its last folder {parts[-1]!r} may not hold a dot")
+    return parts
+
+
 class ArtifactIOManager(ConfigurableIOManager):
+    """Stores under `<storage>/<asset>`; a partitioned asset's partition under `<storage>/<asset>/<partition>`.
+    An unpartitioned asset reading a partitioned one gets a dict, partition key -> value, of the partitions
+    stored (those never materialized are left out, so a comparison reads what there is)."""
+
     storage_dir: str = "storage"
 
-    def _base(self, context: InputContext | OutputContext) -> Path:
+    def _asset_base(self, context: InputContext | OutputContext) -> Path:
         return Path(self.storage_dir).expanduser().resolve().joinpath(*context.asset_key.path)
+
+    def _base(self, context: InputContext | OutputContext) -> Path:
+        base = self._asset_base(context)
+        if context.has_asset_partitions:
+            return base.joinpath(*partition_parts(context.asset_partition_key))
+        return base
 
     def handle_output(self, context: OutputContext, obj: object) -> None:
         base = self._base(context)
@@ -70,7 +94,15 @@ class ArtifactIOManager(ConfigurableIOManager):
             )
 
     def load_input(self, context: InputContext) -> object:
-        return load_artifact(self._base(context), context.asset_key.to_user_string())
+        name = context.asset_key.to_user_string()
+        if context.has_asset_partitions and not context.has_partition_key:
+            base, stored = self._asset_base(context), {}
+            for key in context.asset_partition_keys:
+                path = base.joinpath(*partition_parts(key))
+                if path.with_suffix(".parquet").exists() or path.is_dir():
+                    stored[key] = load_artifact(path, f"{name} partition {key}")
+            return stored
+        return load_artifact(self._base(context), name)
 
 
 def digest_path(base: Path) -> Path:

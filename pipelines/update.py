@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from dagster import AssetKey, DagsterInstance, Definitions
 
+from core.constants import EXPERIMENTS_GROUP
 from core.profiles import run_config
 from pipelines.home import mark_abandoned_runs_failed
 from pipelines.staleness import AssetStatus, asset_statuses
@@ -32,6 +33,12 @@ def materialize_keys(
         raise RuntimeError(f"materializing {sorted(names)} failed")
 
 
+def chain_statuses(defs: Definitions, instance: DagsterInstance) -> list[AssetStatus]:
+    """The statuses of every asset but the experiment sweep's (`flukeid experiments --run` runs those)."""
+    graph = defs.resolve_asset_graph()
+    return [s for s in asset_statuses(defs, instance) if graph.get(s.key).group_name != EXPERIMENTS_GROUP]
+
+
 def update(
     defs: Definitions,
     instance: DagsterInstance,
@@ -40,15 +47,15 @@ def update(
     max_rounds: int = 20,
     echo: Callable[[str], None] = print,
 ) -> list[list[str]]:
-    """Bring every asset up to date; returns the asset names materialized in each round. Runs a killed process
-    left STARTED are marked failed first."""
+    """Bring every asset of the chain up to date (not the experiment sweep); returns the asset names materialized
+    in each round. Runs a killed process left STARTED are marked failed first."""
     config = run_config(profile)
     rounds: list[list[str]] = []
     mark_abandoned_runs_failed(instance, echo=echo, dry_run=dry_run)
     if not dry_run:
         materialize_keys(defs, instance, [SOURCE_KEY], {})
     for _ in range(max_rounds):
-        todo: list[AssetStatus] = [status for status in asset_statuses(defs, instance) if status.needs_run]
+        todo: list[AssetStatus] = [status for status in chain_statuses(defs, instance) if status.needs_run]
         if not todo:
             echo("everything is up to date" if not rounds else f"up to date after {len(rounds)} round(s)")
             return rounds

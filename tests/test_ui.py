@@ -171,6 +171,11 @@ def show_asset_graph(browser, base: str):
     page.get_by_role("menuitem", name="Expand all groups").click()
     page.keyboard.press("Escape")
     page.wait_for_timeout(1_500)  # the graph re-lays itself out
+    # With every group expanded (the experiment sweep's too) the fitted graph can leave the chain's last nodes out
+    # of view; one step out shows every node with its name (a second step would draw them without names).
+    if any(page.get_by_text(name, exact=True).count() == 0 for name in CHAIN):
+        page.locator("button:has([aria-label='zoom_out'])").click()
+        page.wait_for_timeout(800)
     return page
 
 

@@ -27,7 +27,7 @@ from assets.detect.truth import TRUTH_FILE, compare_with_truth
 from core.dagster_types import FlukeDetector, RawImages
 from core.digests import content_version
 from core.profiles import asset_version
-from core.reporting import figure_metadata, image_metadata
+from core.reporting import figure_metadata, image_metadata, process_peak_rss_mb
 from core.resources import ComputeDevice, FlukeData, FlukeStorage
 
 
@@ -71,6 +71,12 @@ class FlukeDetectorConfig(Config):
         pattern=r"^[0-9a-fA-F]{64}$",
         description="sha256 of weights_path (`sha256sum FILE`): ultralytics unpickles weights, which can run code, "
         "so a given file loads only when its bytes match",
+    )
+    max_minutes: float = Field(
+        default=DetectorSettings.max_minutes,
+        ge=0.0,
+        description="time budget in minutes (0: none): at most `epochs`, fewer when it runs out, the learning "
+        "rate schedule fitted to it (ultralytics' `time`); a cut training is reused by reruns with this budget",
     )
 
     def settings(self) -> DetectorSettings:
@@ -149,13 +155,18 @@ def detector_metadata(run: DetectorRun, settings: DetectorSettings) -> dict:
         "val_photos": int(info.get("val_photos", 0)),
         "epochs": settings.epochs,
         "imgsz": settings.imgsz,
+        "batch": settings.batch,
         "model_yaml": settings.model_yaml,
         "seconds": round(run.seconds, 1),
         "reused_previous_training": run.reused,
     }
-    for key in ("mAP50", "mAP50-95", "training_seconds", "version"):
+    for key in ("mAP50", "mAP50-95", "training_seconds", "version", "cuda_max_memory_mb"):
         if key in info:
             metadata[key] = round(info[key], 4) if isinstance(info[key], float) else info[key]
+    metadata.update(info.get("budget", {}))  # max_minutes, stopped_by_budget, epochs and steps completed
+    if "training_seconds" in info:
+        metadata["training_minutes"] = round(info["training_seconds"] / 60.0, 3)
+    metadata["process_peak_rss_mb"] = process_peak_rss_mb()
     if info.get("history"):
         frame = pd.DataFrame(info["history"])
         last = frame["mAP50"].dropna()

@@ -54,6 +54,13 @@ class DetectorSettings:
     weights_path: str | None = None
     # The sha256 of `weights_path` (`sha256sum FILE`): without it only weights this project trained load.
     weights_sha256: str | None = None
+    # A time budget in minutes (0: none): at most `epochs`, fewer when it runs out (models.detector_budget).
+    # Keyed when set: a cut training is reused by the same budget, never by another setting.
+    max_minutes: float = 0.0
+
+
+# Settings added after trainings were first keyed: left out of the key while unset, so earlier keys stand.
+KEYED_WHEN_SET = ("weights_sha256", "max_minutes")
 
 
 @dataclass(frozen=True)
@@ -90,11 +97,11 @@ def training_key(
     settings: DetectorSettings, boxes: pd.DataFrame, manifest: pd.DataFrame, given_sha256: str | None = None
 ) -> str:
     """What the detector learns from: the annotated photos' content, their boxes and folds, the settings (and the
-    given weights' digest, when weights are given). Settings left at None are left out, so a field added later
-    leaves the keys of earlier trainings alone."""
+    given weights' digest, when weights are given). Settings added later are left out while unset
+    (`KEYED_WHEN_SET`), so they leave the keys of earlier trainings alone."""
     parts = [
         CODE_VERSION,
-        {name: value for name, value in asdict(settings).items() if name != "weights_sha256" or value},
+        {name: value for name, value in asdict(settings).items() if name not in KEYED_WHEN_SET or value},
         boxes.drop(columns=["path"], errors="ignore").astype(str).values.tolist(),
         annotated_content(boxes, manifest),
     ]
@@ -230,9 +237,14 @@ def train_fluke_detector(
             device=device,
             mosaic=settings.mosaic,
             config_dir=config_dir,
+            max_minutes=settings.max_minutes,
         )
         weights_path = result.weights_path
-        info.update(trained=True, source="trained", training_seconds=round(result.seconds, 1))
+        info.update(
+            trained=True, source="trained", training_seconds=round(result.seconds, 1), budget=result.budget
+        )
+        if result.cuda_max_memory_mb is not None:
+            info["cuda_max_memory_mb"] = round(result.cuda_max_memory_mb, 1)
         history = Path(work_dir) / "runs" / "train" / "results.csv"
         if history.exists():
             info["history"] = read_history(history)

@@ -25,7 +25,7 @@ from assets.train.run import (
 )
 from core.dagster_types import EmbeddingModel, FlukeTensors
 from core.profiles import asset_version
-from core.reporting import figure_metadata, table_metadata
+from core.reporting import figure_metadata, process_peak_rss_mb, table_metadata
 from core.resources import ComputeDevice, FlukeStorage
 from models.training import TrainingConfig
 
@@ -58,6 +58,10 @@ class EmbeddingModelConfig(Config):
     norm_order: str = Field(
         default=DEFAULTS.norm_order, description="BatchNorm1d in the head: after | before | both | none."
     )
+    hidden_norm: str = Field(
+        default=DEFAULTS.hidden_norm,
+        description="BatchNorm1d of each hidden head layer (head_depth >= 2): before_relu | after_relu.",
+    )
     pooling: str = Field(default=DEFAULTS.pooling, description="gem | avg.")
     dropout: float = Field(default=DEFAULTS.dropout, ge=0.0, lt=1.0, description="Dropout before the head.")
     input_downscale: int = Field(
@@ -84,6 +88,12 @@ class EmbeddingModelConfig(Config):
     )
     max_steps_per_epoch: int = Field(
         default=DEFAULTS.max_steps_per_epoch, ge=0, description="Cap on steps per epoch; 0: no cap."
+    )
+    max_minutes: float = Field(
+        default=DEFAULTS.max_minutes,
+        ge=0.0,
+        description="Time budget: no epoch starts once the epochs took this many minutes (summed over resumed "
+        "sessions); 0: none. Not in the run key: a rerun finds the cut run, a larger budget carries it on.",
     )
     learning_rate: float = Field(
         default=DEFAULTS.learning_rate, gt=0.0, description="AdamW learning rate of the head."
@@ -197,12 +207,28 @@ def embedding_model_metadata(value: EmbeddingModel, summary: TrainingSummary, de
         "training_photos": summary["training_photos"],
         "validation_photos": summary["validation_photos"],
         "epochs": int(len(history)),
+        **budget_metadata(summary, history),
         "resumed_from_epoch": summary["resumed_from_epoch"],
         "wall_seconds": round(summary["wall_seconds"], 1),
         "train_seconds": round(summary["train_seconds"], 1),
         "history": table_metadata(history.round(4), max_rows=50),
         "config": MetadataValue.json(value["config"]),
     }
+
+
+def budget_metadata(summary: TrainingSummary, history: pd.DataFrame) -> dict:
+    """What ran against the budget, and what it took: step time and images (the throughput `bench/stage_report.py`
+    compares with the device's peak), peak resident memory, and on CUDA the peak memory torch allocated."""
+    metadata = {
+        **summary["budget"],
+        "training_minutes": round(summary["training_minutes"], 3),
+        "images_trained": int(history["images"].sum()) if len(history) else 0,
+        "step_seconds": round(float(history["compute_seconds"].sum()), 2) if len(history) else 0.0,
+        "process_peak_rss_mb": process_peak_rss_mb(),
+    }
+    if summary["cuda_max_memory_mb"] is not None:
+        metadata["cuda_max_memory_mb"] = round(summary["cuda_max_memory_mb"], 1)
+    return metadata
 
 
 @asset(

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from core.artifacts import EmbeddingModel, EmbeddingModelInfo, FlukeTensors
+from core.artifacts import EmbeddingModel, EmbeddingModelInfo, FlukeTensors, TrainingBudget
 from core.digests import content_version, stable_digest
 from core.files import pid_lock
 from models.baselines import frequent_whale_baseline, pixel_vectors
@@ -31,6 +31,21 @@ from models.training import TrainingConfig, TrainingData, prepare_training_data,
 
 CODE_VERSION = "embedding_model-2"  # -2: per-epoch validation tuned by models.retrieval (101 points)
 PIXEL_BASELINE_SIZE = (16, 32)  # height, width of the downscaled crops the pixel baseline compares
+UNKEYED_SETTINGS = ("max_minutes",)  # settings the run key leaves out (see run_key)
+# Settings added after runs were first keyed, left out of the key at their default so that earlier runs are found
+# again (a non-default value is keyed as usual).
+LATER_SETTINGS = {"hidden_norm": "before_relu"}
+
+
+def training_budget(config: TrainingConfig, history: pd.DataFrame, stopped_by_budget: bool) -> TrainingBudget:
+    """What ran against what was asked: read from the history, so a run found again reports the same."""
+    return TrainingBudget(
+        max_minutes=float(config.max_minutes),
+        stopped_by_budget=bool(stopped_by_budget),
+        epochs_configured=int(config.epochs),
+        epochs_completed=int(len(history)),
+        steps_completed=int(history["steps"].sum()) if len(history) else 0,
+    )
 
 
 class TrainingSummary(TypedDict):
@@ -51,6 +66,9 @@ class TrainingSummary(TypedDict):
     train_seconds: float
     wall_seconds: float
     run_key: str
+    budget: TrainingBudget
+    training_minutes: float  # wall-clock, so in the metadata only: the artifact's version must not follow it
+    cuda_max_memory_mb: float | None
 
 
 def pixel_nearest_neighbour_baseline(data: TrainingData) -> tuple[float, float]:
@@ -65,11 +83,17 @@ def run_key(config: TrainingConfig, data: TrainingData) -> str:
     """Names the checkpoint folder: a resumed run must have the same code, config and training photos.
 
     Keyed by the crops the run learns from (in manifest order), not by their row numbers or the rest of the
-    store, so new test photos leave the key alone and the finished run is found instead of trained again.
+    store, so new test photos leave the key alone and the finished run is found instead of trained again. The
+    time budget is left out: it changes where a run stops, not the run (models/training.py), so a run cut by a
+    budget is found again by the same budget and carried on by a larger one, never by another config.
     """
     return stable_digest(
         CODE_VERSION,
-        config.to_dict(),
+        {
+            name: value
+            for name, value in config.to_dict().items()
+            if name not in UNKEYED_SETTINGS and not (name in LATER_SETTINGS and LATER_SETTINGS[name] == value)
+        },
         content_version(np.asarray(data.tensors[np.asarray(data.train_rows, dtype=np.int64)])),
         data.train_labels,
         content_version(np.asarray(data.tensors[np.asarray(data.val_rows, dtype=np.int64)])),
@@ -90,6 +114,8 @@ def train_embedding_artifact(
     Returns the artifact value and a summary of numbers for the metadata.
     """
     started = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     data = prepare_training_data(fluke_tensors["tensors"], fluke_tensors["index"], training_manifest)
     key = run_key(config, data)
     with pid_lock(Path(checkpoint_root) / f"{key}.lock", log=log):
@@ -119,6 +145,9 @@ def train_embedding_artifact(
         train_seconds=result.seconds,
         wall_seconds=time.perf_counter() - started,
         run_key=key,
+        budget=training_budget(config, history, result.stopped_by_budget),
+        training_minutes=result.training_minutes,
+        cuda_max_memory_mb=torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     )
     info = EmbeddingModelInfo(
         model=result.spec.to_dict(),
@@ -133,6 +162,7 @@ def train_embedding_artifact(
         val_map5=summary["val_map5"],
         val_threshold=summary["val_threshold"],
         code_version=CODE_VERSION,
+        budget=summary["budget"],
     )
     value = EmbeddingModel(weights=weights_to_bytes(result.model), config=info, history=history)
     return value, summary

@@ -8,11 +8,12 @@ from dagster import DagsterInvalidConfigError, validate_run_config
 from core.profiles import CONFIG_DIR, asset_version, run_config
 from pipelines.definitions import build_definitions
 
-PROFILES = sorted(path.stem for path in Path(CONFIG_DIR).glob("*.yaml"))
+# configs/experiments.yaml is the experiment sweep's file (assets/experiments/), not a run-config profile.
+PROFILES = sorted(path.stem for path in Path(CONFIG_DIR).glob("*.yaml") if path.stem != "experiments")
 
 
-def test_the_three_profiles_exist():
-    assert {"tiny", "demo", "gpu"} <= set(PROFILES)
+def test_the_profiles_exist():
+    assert {"tiny", "demo", "full", "gpu"} <= set(PROFILES)
 
 
 @pytest.mark.parametrize("profile", PROFILES)
@@ -54,6 +55,8 @@ def test_asset_version_folds_in_the_profile_section(monkeypatch):
     ("asset", "field", "value"),
     [
         ("embedding_model", "epochs", -1),  # once: KeyError ['val_map5'] deep in training
+        ("embedding_model", "max_minutes", -1),
+        ("fluke_detector", "max_minutes", -0.5),
         ("fluke_tensors", "height", 0),  # once: ZeroDivisionError in the crop stage
         ("fluke_boxes", "min_confidence", 1.5),
         ("training_manifest", "val_new_whale_share", -0.1),

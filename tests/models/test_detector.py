@@ -197,3 +197,21 @@ def test_materialised_weights_changed_on_disk_are_rewritten(tmp_path):
     path = det.materialise_weights(b"weights", tmp_path)
     path.write_bytes(b"planted")
     assert det.materialise_weights(b"weights", tmp_path) == path and path.read_bytes() == b"weights"
+
+
+def test_a_time_budget_cuts_training_short_and_never_adds_epochs(small_set, tmp_path):
+    """ultralytics' `time` alone would stretch a short training to fill the budget: it only ever shortens one."""
+    root, boxes = small_set
+    config_dir = tmp_path / "ultralytics"
+    data_yaml = det.build_yolo_dataset(det.split_annotations(boxes, 0.2, seed=0), root, tmp_path / "a")
+    common = dict(imgsz=96, batch=4, config_dir=config_dir)
+    # 0.01 minutes (0.6 s): 50 epochs cannot fit
+    cut = det.train_detector(data_yaml, tmp_path / "a", epochs=50, max_minutes=0.01, **common)
+    assert cut.weights_path.exists()
+    assert cut.budget["stopped_by_budget"] and 1 <= cut.epochs_run == cut.budget["epochs_completed"] < 50
+    assert cut.budget["steps_completed"] >= 1 and cut.budget["max_minutes"] == 0.01
+    assert cut.cuda_max_memory_mb is None  # recorded on CUDA only
+    # a budget far above what 2 epochs take: exactly 2 (unclamped, `time` would train for the whole 30 s)
+    roomy = det.train_detector(data_yaml, tmp_path / "b", epochs=2, max_minutes=0.5, **common)
+    assert roomy.epochs_run == 2 and not roomy.budget["stopped_by_budget"]
+    assert roomy.budget["steps_completed"] == 2 * 2  # 8 training photos in batches of 4

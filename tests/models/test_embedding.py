@@ -33,6 +33,24 @@ def test_output_is_l2_normalised_with_the_configured_dimension(norm_order, head_
     assert out.std(dim=0).sum() > 0  # different photos, different embeddings
 
 
+def test_hidden_norm_puts_batch_norm_before_or_after_the_relu_of_each_hidden_layer():
+    """The notebook's "batch norm after relu" (configs/experiments.yaml): linear -> BN -> ReLU by default, linear
+    -> ReLU -> BN with `after_relu`; the same parameters either way, and an unknown order is refused."""
+    kinds = {}
+    for order in ("before_relu", "after_relu"):
+        model = build_embedding_model(EmbeddingSpec(**TINY, head_depth=3, hidden_norm=order))
+        kinds[order] = [type(layer).__name__ for layer in model.head]
+        assert model(torch.from_numpy(_images())).shape == (6, 8)
+    hidden = ["Linear", "BatchNorm1d", "ReLU"]
+    assert kinds["before_relu"] == [*hidden, *hidden, "Linear", "BatchNorm1d"]
+    hidden = ["Linear", "ReLU", "BatchNorm1d"]
+    assert kinds["after_relu"] == [*hidden, *hidden, "Linear", "BatchNorm1d"]
+    default = build_embedding_model(EmbeddingSpec(**TINY, head_depth=2))
+    assert [type(layer).__name__ for layer in default.head][:3] == ["Linear", "BatchNorm1d", "ReLU"]
+    with pytest.raises(ValueError, match="hidden_norm"):
+        build_embedding_model(EmbeddingSpec(**TINY, hidden_norm="sideways"))
+
+
 def test_uint8_and_float_input_agree():
     model = build_embedding_model(EmbeddingSpec(**TINY)).eval()
     images = torch.from_numpy(_images())

@@ -304,3 +304,54 @@ def test_cpu_threads_apply_during_training_and_are_restored_after():
     )
     assert seen == [1]
     assert torch.get_num_threads() == threads_before
+
+
+def _poorly_ranked_data() -> TrainingData:
+    """`_data()` with one photo of w2, w5 and w8 held out and replaced by noise: validation ranks them poorly, so
+    hard-individual reweighting has something to reweight."""
+    base = _data()
+    rows = np.concatenate([base.train_rows, base.val_rows])
+    labels = np.array([*base.train_labels, *base.val_labels])[np.argsort(rows)]
+    val = np.array([np.flatnonzero(labels == f"w{i}")[0] for i in (2, 5, 8)])
+    train = np.setdiff1d(np.arange(len(labels)), val)
+    tensors = base.tensors.copy()
+    tensors[val] = np.random.default_rng(1).integers(0, 256, tensors[val].shape)
+    return TrainingData(tensors, train, labels[train].tolist(), val, labels[val].tolist())
+
+
+def test_a_time_budget_stops_after_an_epoch_is_found_again_and_carried_on_as_an_uncut_run(tmp_path):
+    import time
+
+    data = _poorly_ranked_data()
+    # hard_reweight on and validation only at the end: the budget's extra validation must not reweight.
+    uncut_config = TrainingConfig(**TINY, epochs=4, seed=3, hard_reweight=0.5, validate_every=10)
+    config = TrainingConfig(**{**uncut_config.to_dict(), "max_minutes": 0.01})  # 0.6 s
+
+    def slow_first_step(epoch, step, stats):
+        if epoch == 0 and step == 0:
+            time.sleep(0.7)  # the first epoch alone outlasts the budget, whatever the machine
+
+    cut = train_embedding(
+        data, config, "cpu", checkpoint_dir=tmp_path, run_key="k", on_step=slow_first_step, log=lambda _: None
+    )
+    assert cut.stopped_by_budget and len(cut.history) == 1 < config.epochs
+    assert cut.history["val_map5"].notna().iloc[-1]  # the last epoch the budget allowed is validated
+    assert cut.training_minutes > 0
+
+    def fail(*_):
+        pytest.fail("a rerun with the same budget trained again")
+
+    again = train_embedding(data, config, "cpu", checkpoint_dir=tmp_path, run_key="k", on_step=fail)
+    assert again.stopped_by_budget and again.resumed_from_epoch == 1 and len(again.history) == 1
+    before, after = cut.model.state_dict(), again.model.state_dict()
+    assert all(torch.equal(before[name], after[name]) for name in before)
+
+    # No budget: the cut run is carried on, and ends where a run never cut ends.
+    carried = train_embedding(
+        data, uncut_config, "cpu", checkpoint_dir=tmp_path, run_key="k", log=lambda _: None
+    )
+    never_cut = train_embedding(data, uncut_config, "cpu", checkpoint_dir=tmp_path / "b", run_key="k")
+    assert carried.resumed_from_epoch == 1 and not carried.stopped_by_budget
+    assert len(carried.history) == uncut_config.epochs
+    expected, got = never_cut.model.state_dict(), carried.model.state_dict()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)

@@ -115,3 +115,44 @@ def test_the_io_manager_stores_digests_beside_the_artifact(tmp_path):
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
     assert "rematerialize parts" in str(failure) and "tensors.npy" in str(failure)
+
+
+def test_a_partition_is_stored_in_its_own_folder_and_a_reader_gets_the_stored_ones(tmp_path):
+    """experiment_run's layout: `<asset>/<variant>/<seed>/`; the unpartitioned comparison reads a dict of the
+    partitions stored, without the ones never materialized."""
+    from dagster import AssetIn, MultiPartitionKey, MultiPartitionsDefinition, StaticPartitionsDefinition
+
+    partitions = MultiPartitionsDefinition(
+        {
+            "variant": StaticPartitionsDefinition(["a.x", "a.y"]),
+            "seed": StaticPartitionsDefinition(["0", "1"]),
+        }
+    )
+
+    @asset(partitions_def=partitions)
+    def runs(context) -> dict:
+        return {"summary": {"key": context.partition_key}}
+
+    @asset(ins={"stored": AssetIn("runs")})
+    def comparison(stored: dict) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"key": sorted(stored), "summary": [stored[k]["summary"]["key"] for k in sorted(stored)]}
+        )
+
+    io = ArtifactIOManager(storage_dir=str(tmp_path))
+    for variant in ("a.x", "a.y"):
+        key = MultiPartitionKey({"variant": variant, "seed": "0"})
+        assert materialize([runs], partition_key=key, resources={"io_manager": io}).success
+    assert (tmp_path / "runs" / "a.x" / "0" / "summary.json").exists()
+    assert (tmp_path / "runs" / "a.x" / "0.sha256").exists()
+    assert materialize([runs, comparison], selection=[comparison], resources={"io_manager": io}).success
+    table = pd.read_parquet(tmp_path / "comparison.parquet")
+    assert list(table["key"]) == ["0|a.x", "0|a.y"] and list(table["summary"]) == ["0|a.x", "0|a.y"]
+
+
+@pytest.mark.parametrize("key", ["0|../up", "0|a/b", "a.b", "|x"])
+def test_a_partition_key_that_cannot_name_a_folder_is_refused(key):
+    from pipelines.io_managers import partition_parts
+
+    with pytest.raises(ValueError, match="partition key"):
+        partition_parts(key)

@@ -1,6 +1,7 @@
 """fluke_detector's training is safe to run twice at once, reuses only sound weights, and never lets ultralytics
 unpickle a weights file nobody vouched for. The trainer is replaced by a fake here (seconds, not minutes)."""
 
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -141,11 +142,17 @@ def test_the_digest_setting_leaves_earlier_training_keys_alone(manifest):
     key = tr.training_key(TINY, empty, manifest)
     assert key == tr.stable_digest(
         tr.CODE_VERSION,
-        {name: value for name, value in tr.asdict(TINY).items() if name != "weights_sha256"},
+        {
+            name: value
+            for name, value in tr.asdict(TINY).items()
+            if name not in ("weights_sha256", "max_minutes")
+        },
         empty.drop(columns=["path"], errors="ignore").astype(str).values.tolist(),
         tr.annotated_content(empty, manifest),
     )
     assert tr.training_key(TINY, empty, manifest, "ab" * 32) != key
+    # a time budget, once set, is keyed: a cut training is never reused without it, nor one without it with it
+    assert tr.training_key(dataclasses.replace(TINY, max_minutes=5.0), empty, manifest) != key
 
 
 def tr_boxes(tiny_dataset, manifest):

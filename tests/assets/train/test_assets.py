@@ -89,3 +89,42 @@ def test_out_of_range_config_is_refused_before_training(tmp_path):
     with pytest.raises(ValueError, match="warmup_fraction"):
         _materialize(tmp_path, {**TINY, "warmup_fraction": 1.5})
     assert not (tmp_path / "work" / "embedding_model").exists()
+
+
+def test_a_time_budget_stops_training_early_and_a_rerun_reuses_the_cut_run(tmp_path):
+    # 1000 epochs cannot fit in 0.6 s; validation only at the end (or where the budget cuts).
+    budgeted = {**TINY, "epochs": 1000, "validate_every": 1000, "max_minutes": 0.01}
+    first, io, _ = _materialize(tmp_path, budgeted)
+    assert first.success
+    metadata = first.asset_materializations_for_node("embedding_model")[0].metadata
+    completed = metadata["epochs_completed"].value
+    assert metadata["stopped_by_budget"].value is True and 1 <= completed < 1000
+    assert metadata["epochs_configured"].value == 1000 and metadata["max_minutes"].value == 0.01
+    assert (
+        metadata["steps_completed"].value == int(io.stored["embedding_model"]["history"]["steps"].sum()) > 0
+    )
+    assert metadata["training_minutes"].value > 0 and metadata["process_peak_rss_mb"].value > 0
+    assert "cuda_max_memory_mb" not in metadata  # recorded on CUDA only
+    info = io.stored["embedding_model"]["config"]
+    assert info["budget"] == {
+        "max_minutes": 0.01,
+        "stopped_by_budget": True,
+        "epochs_configured": 1000,
+        "epochs_completed": completed,
+        "steps_completed": metadata["steps_completed"].value,
+    }
+    assert "training_minutes" not in info["budget"]  # wall-clock: not part of the artifact's version
+
+    again, io_again, _ = _materialize(tmp_path, budgeted)
+    rerun = again.asset_materializations_for_node("embedding_model")[0]
+    # nothing trained: the cut run's checkpoint is found, and the data version is unchanged
+    assert rerun.metadata["resumed_from_epoch"].value == completed == rerun.metadata["epochs_completed"].value
+    first_version = first.asset_materializations_for_node("embedding_model")[0].tags["dagster/data_version"]
+    assert rerun.tags["dagster/data_version"] == first_version
+    assert io_again.stored["embedding_model"]["weights"] == io.stored["embedding_model"]["weights"]
+
+
+def test_a_negative_time_budget_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="max_minutes"):
+        _materialize(tmp_path, {**TINY, "max_minutes": -1.0})
+    assert not (tmp_path / "work" / "embedding_model").exists()

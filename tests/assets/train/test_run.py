@@ -76,11 +76,31 @@ def test_run_key_follows_code_config_and_training_photos_not_other_rows():
     key = run_key(config, data)
     assert key == run_key(TrainingConfig(**TINY), data) and CODE_VERSION.startswith("embedding_model-")
     assert key != run_key(TrainingConfig(**{**TINY, "epochs": 3}), data)
+    # a time budget changes where a run stops, not the run: a cut run is found again and carried on
+    assert key == run_key(TrainingConfig(**{**TINY, "max_minutes": 5.0}), data)
     more = np.concatenate([tensors, np.zeros((2, *tensors.shape[1:]), np.uint8)])  # e.g. new test photos
     assert key == run_key(config, prepare_training_data(more, index, manifest))
     changed = tensors.copy()
     changed[data.train_rows[0]] ^= 1
     assert key != run_key(config, prepare_training_data(changed, index, manifest))
+
+
+def test_a_setting_added_later_is_keyed_only_off_its_default():
+    """`hidden_norm` came after runs were keyed: at its default the key is what it was without the field, so an
+    earlier run's checkpoint is found again; another value is a different run."""
+    from core.digests import content_version, stable_digest
+
+    tensors, index, manifest = _store()
+    data = prepare_training_data(tensors, index, manifest)
+    config = TrainingConfig(**TINY)
+    before = {k: v for k, v in config.to_dict().items() if k not in ("hidden_norm", "max_minutes")}
+    rows = np.asarray(data.tensors[np.asarray(data.train_rows, dtype=np.int64)])
+    val = np.asarray(data.tensors[np.asarray(data.val_rows, dtype=np.int64)])
+    old_key = stable_digest(
+        CODE_VERSION, before, content_version(rows), data.train_labels, content_version(val), data.val_labels
+    )
+    assert run_key(config, data) == old_key
+    assert run_key(TrainingConfig(**{**TINY, "hidden_norm": "after_relu"}), data) != old_key
 
 
 def test_artifact_is_a_loadable_model_with_its_history_and_is_found_again(tmp_path):

@@ -1,0 +1,148 @@
+"""The comparison as text: the tables per question for the terminal (`flukeid experiments`), for the asset's
+metadata and for docs/experiments.md (`flukeid experiments --write-docs`), all from the same rows."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from assets.experiments.comparison import LABELS
+from assets.experiments.settings import Experiment, Experiments
+from core.constants import TOP
+
+IMAGES = "{images}"  # where the markdown's plots lie, filled in by whoever writes the file
+
+
+def _number(value: float, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def spread_cell(row: pd.Series, metric: str) -> str:
+    """`mean ± std [min, max]` of one figure over seeds."""
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if math.isnan(mean):
+        return "-"
+    std_text = "" if math.isnan(std) else f" ± {std:.3f}"
+    return f"{mean:.3f}{std_text} [{row[f'{metric}_min']:.3f}, {row[f'{metric}_max']:.3f}]"
+
+
+def rank_cell(row: pd.Series) -> str:
+    """The mean share (%) of queries first right at each rank 1..5."""
+    shares = [row[f"hit_rank_{r}_mean"] for r in range(1, TOP + 1)]
+    if any(math.isnan(share) for share in shares):
+        return "-"
+    return " / ".join(f"{100 * share:.0f}" for share in shares)
+
+
+def variant_rows(variants: pd.DataFrame, experiment: Experiment, metric: str) -> list[list[str]]:
+    """Header and one row per variant: seeds, the verdict's metric with its spread, the other figures' means."""
+    header = [
+        "variant",
+        "seeds",
+        f"{LABELS.get(metric, metric)} mean ± std [min, max]",
+        "known",
+        "new_whale",
+        "embedding alone",
+        "recall@5",
+        "right at rank 1/2/3/4/5 (%)",
+        "train s",
+    ]
+    rows = [header]
+    for _, row in variants[variants["experiment"] == experiment.name].iterrows():
+        rows.append(
+            [
+                row["variant"],
+                str(int(row["seeds"])),
+                spread_cell(row, metric),
+                _number(row["map5_known_mean"]),
+                _number(row["map5_new_whale_mean"]),
+                _number(row["map5_embedding_only_mean"]),
+                _number(row["recall@5_mean"]),
+                rank_cell(row),
+                _number(row["train_seconds_mean"], 0),
+            ]
+        )
+    return rows
+
+
+def fixed_width(rows: list[list[str]], indent: str = "  ") -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows
+    )
+
+
+def markdown_table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "| " + " | ".join("---" for _ in rows[0]) + " |"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
+
+
+def question_markdown(experiment: Experiment, variants: pd.DataFrame, verdict: pd.Series, metric: str) -> str:
+    """One question's section: the quote, the note, the table and the verdict (the asset's metadata per question)."""
+    note = f"\n{experiment.note}\n" if experiment.note else ""
+    table = markdown_table(variant_rows(variants, experiment, metric))
+    return f'> "{experiment.question}"\n{note}\n{table}\n\n**Verdict**: {verdict["text"]}\n'
+
+
+def terminal_text(
+    experiments: Experiments, variants: pd.DataFrame, verdicts: pd.DataFrame, info: dict
+) -> str:
+    """What `flukeid experiments` prints."""
+    blocks = [header_lines(experiments, info, markdown=False)]
+    for experiment, (_, verdict) in zip(experiments.experiments, verdicts.iterrows()):
+        table = fixed_width(variant_rows(variants, experiment, experiments.metric))
+        blocks.append(f'{experiment.name}: "{experiment.question}"\n{table}\n  verdict: {verdict["text"]}')
+    return "\n\n".join(blocks) + "\n"
+
+
+def header_lines(experiments: Experiments, info: dict, markdown: bool) -> str:
+    data = info.get("data", {})
+    bullet = "- " if markdown else ""
+    missing = info.get("missing") or []
+    missing_text = (
+        f" (missing: {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''})" if missing else ""
+    )
+    lines = [
+        f"{bullet}data: {info.get('data_folder', '?')}: {data.get('training_photos', '?')} train-fold and "
+        f"{data.get('validation_photos', '?')} val-fold photos; {data.get('queries', '?')} val queries "
+        f"({data.get('queries_known', '?')} known, {data.get('queries_new_whale', '?')} new_whale) against "
+        f"{data.get('gallery_size', '?')} gallery photos",
+        f"{bullet}profile: {info.get('profile', '?')}; seeds: {', '.join(experiments.seeds)}; time budget: "
+        f"{experiments.budget_minutes:g} min of training per run (max_minutes; a variant may set its own)",
+        f"{bullet}partitions: {info.get('materialized', 0)} of {info.get('expected', 0)} materialized{missing_text}",
+        f"{bullet}verdict metric: {LABELS.get(experiments.metric, experiments.metric)}; a verdict only where "
+        "|mean(best) - mean(recipe)| > max(std) + max(range) over seeds",
+    ]
+    if data.get("manifests", 1) > 1:
+        lines.append(
+            f"{bullet}WARNING: the partitions were scored on {data['manifests']} different manifests"
+        )
+    return "\n".join(lines)
+
+
+def markdown_text(
+    experiments: Experiments, variants: pd.DataFrame, verdicts: pd.DataFrame, info: dict
+) -> str:
+    """docs/experiments.md: header, the rule, then every question with its table, plot and verdict."""
+    parts = [
+        "# Experiments: the notebook's questions, measured",
+        "",
+        "Written by `flukeid experiments --write-docs docs/experiments.md` from the stored `experiment_comparison` "
+        "asset (assets/experiments/); not edited by hand. The questions and their variants are "
+        f"`{info.get('experiments_file', 'configs/experiments.yaml')}`; every variant overrides the current recipe "
+        "(the `embedding_model` defaults with the profile's values) and is scored by the path `validation_report` "
+        "takes (val fold against train fold, calibrated decision).",
+        "",
+        header_lines(experiments, info, markdown=True),
+        "",
+    ]
+    for experiment, (_, verdict) in zip(experiments.experiments, verdicts.iterrows()):
+        parts += [
+            f"## {experiment.name}",
+            "",
+            question_markdown(experiment, variants, verdict, experiments.metric),
+            f"![{experiment.question}]({IMAGES}/{experiment.name}.png)",
+            "",
+        ]
+    return "\n".join(parts)

@@ -1,0 +1,1 @@
+"""Tests of the benchmarks: their plain parts (fits, tables), and a bench end to end on tiny sets."""
