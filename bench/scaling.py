@@ -237,7 +237,13 @@ def run_step(size_dir: Path, step: tuple[str, ...], photos: int, scale: float, e
 
 
 def measure_size(
-    work: Path, scale: float, seed: int, profile: str, workers: int | None, synth_only: bool = False
+    work: Path,
+    scale: float,
+    seed: int,
+    profile: str,
+    workers: int | None,
+    synth_only: bool = False,
+    steps: list[tuple[str, ...]] = STEPS,
 ) -> list:
     size_dir = work / f"scale_{scale:g}"
     size_dir.mkdir(parents=True, exist_ok=True)
@@ -247,7 +253,7 @@ def measure_size(
     rows = [synth]
     if synth_only:
         return rows
-    for step in STEPS:
+    for step in steps:
         row = run_step(size_dir, step, synth["photos"], scale, env)
         print(
             f"  {row['stage']:<20} {row['seconds']:9.2f} s  peak {row['peak_mb']:8.0f} MB "
@@ -256,6 +262,16 @@ def measure_size(
         )
         rows.append(row)
     return rows
+
+
+def steps_through(last: str | None) -> list[tuple[str, ...]]:
+    """The chain's steps up to and including the one that materializes `last` (all of them for None)."""
+    if last is None:
+        return STEPS
+    for position, step in enumerate(STEPS):
+        if last in step:
+            return STEPS[: position + 1]
+    raise SystemExit(f"--through {last}: not a step of the chain ({', '.join(s[0] for s in STEPS)})")
 
 
 def chain_rows(rows: list[dict]) -> list[dict]:
@@ -294,6 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--synth-only", action="store_true", help="generate (and time) the sets, nothing else"
     )
+    parser.add_argument(
+        "--through",
+        default=None,
+        metavar="ASSET",
+        help="run the chain's steps up to this asset only (a quick check of the bench itself)",
+    )
     args = parser.parse_args(argv)
     scales = [float(s) for s in args.scales.split(",") if s.strip()]
     if len(scales) < 2:
@@ -316,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     rows = []
     for scale in sorted(scales):
-        rows += measure_size(args.work, scale, args.seed, profile, args.workers)
+        rows += measure_size(
+            args.work, scale, args.seed, profile, args.workers, steps=steps_through(args.through)
+        )
     rows += chain_rows(rows)
     table = pd.DataFrame(rows)
     columns = ["scale", "photos", "stage", "seconds", "cpu_seconds", "peak_mb", "baseline_mb"]

@@ -127,7 +127,7 @@ def dagster_ui(tiny_dataset, tmp_path_factory):
         # SIGINT to the group lets dagster dev stop its webserver, daemon and code servers.
         os.killpg(process.pid, signal.SIGINT)
         try:
-            process.wait(timeout=60)
+            process.wait(timeout=20)  # launched where SIGINT is ignored it never stops: do not wait long
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()

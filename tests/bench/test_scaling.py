@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.scaling import PER_IMAGE, STEPS, chain_rows, profile_argument
+from bench.scaling import PER_IMAGE, STEPS, chain_rows, profile_argument, steps_through
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -60,7 +60,10 @@ def test_the_chain_row_sums_the_steps_and_keeps_the_largest_peak():
 @pytest.mark.slow
 def test_the_bench_runs_on_two_tiny_sets_and_resumes(tmp_path):
     work, csv, plot = tmp_path / "work", tmp_path / "scaling.csv", tmp_path / "loglog.png"
+    # Through image_hashes only: the harness (sizes, subprocess steps, peaks, fit, table, resume) is what is
+    # tested here; the whole chain per size is the bench's own job, minutes on 2 cores.
     command = [sys.executable, str(ROOT / "bench" / "scaling.py"), "--scales", "0.004,0.006", "--seed", "3"]
+    command += ["--through", "image_hashes"]
     command += [
         "--profile",
         "tiny",
@@ -77,7 +80,7 @@ def test_the_bench_runs_on_two_tiny_sets_and_resumes(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     table = pd.read_csv(csv)
-    stages = ["synth"] + [step[0] for step in STEPS] + ["chain (sum of steps)"]
+    stages = ["synth"] + [step[0] for step in steps_through("image_hashes")] + ["chain (sum of steps)"]
     assert list(dict.fromkeys(table["stage"])) == stages
     assert table.groupby("stage")["photos"].nunique().eq(2).all()
     assert (table["seconds"] > 0).all() and (table["peak_mb"] > 0).all() and (table["cpu_seconds"] > 0).all()
@@ -96,3 +99,15 @@ def test_the_bench_runs_on_two_tiny_sets_and_resumes(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert {path: path.stat().st_mtime_ns for path in work.rglob("*.json")} == before
     assert pd.read_csv(csv)[["stage", "photos", "seconds"]].equals(table[["stage", "photos", "seconds"]])
+
+
+def test_through_stops_at_the_named_step_and_refuses_an_unknown_one():
+    assert steps_through(None) == STEPS
+    assert [step[0] for step in steps_through("image_hashes")] == [
+        "raw_image_files",
+        "raw_images",
+        "image_hashes",
+    ]
+    assert steps_through("submission_matches")[-1] == ("submission", "submission_matches")
+    with pytest.raises(SystemExit, match="not a step"):
+        steps_through("nonsense")
