@@ -97,7 +97,11 @@ def check_experiments(experiments: Experiments) -> Experiments:
     classes = config_classes()
     for experiment in experiments.experiments:
         for variant in experiment.variants:
-            training = {**asset_config("embedding_model"), "max_minutes": experiments.budget_minutes}
+            training = {
+                **asset_config("embedding_model"),
+                "max_minutes": experiments.budget_minutes,
+                **experiments.training,
+            }
             identification = {**asset_config("validation_report"), **experiments.identification}
             try:
                 classes["embedding_model"](**{**training, **variant.training})

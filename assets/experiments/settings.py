@@ -4,8 +4,8 @@
 a few variants; a variant overrides the current recipe's training config (`models.training.TrainingConfig`, the
 `embedding_model` Config) and its identification settings (`assets.identify.report.ReportSettings`, the
 `validation_report` Config). One partition is a variant and a seed: `partition_settings` resolves it to the
-recipe (the defaults with the active profile's sections), then the file's shared settings and time budget, then
-the variant's overrides, then the seed. Its `version` is what `experiment_variants` observes for the partition, so
+recipe (the defaults with the active profile's sections), then the file's shared settings (`training`,
+`identification`) and time budget, then the variant's overrides, then the seed. Its `version` is what `experiment_variants` observes for the partition, so
 editing one variant changes the version of its partitions only.
 
 Parsing refuses what would silently mean something else: an unknown key, a name that is not a plain identifier,
@@ -45,7 +45,7 @@ METRICS = (
     "hit_rank_1",
 )
 SECTIONS = {"training": TrainingConfig, "identification": ReportSettings}
-TOP_KEYS = {"seeds", "budget_minutes", "metric", "identification", "experiments"}
+TOP_KEYS = {"seeds", "budget_minutes", "metric", "training", "identification", "experiments"}
 EXPERIMENT_KEYS = {"question", "note", "variants"}
 
 
@@ -83,6 +83,7 @@ class Experiments:
     seeds: tuple[str, ...]
     budget_minutes: float
     metric: str
+    training: dict  # settings every training shares, over the profile's embedding_model section
     identification: dict  # settings every scoring shares, over the profile's validation_report section
     experiments: tuple[Experiment, ...]
 
@@ -197,6 +198,7 @@ def parse_experiments(raw: dict, path: str = "<experiments>") -> Experiments:
         seeds=tuple(str(s) for s in seeds),
         budget_minutes=float(budget),
         metric=metric,
+        training=_overrides("training", raw.get("training"), path),
         identification=_overrides("identification", raw.get("identification"), path),
         experiments=tuple(_experiment(name, value, path) for name, value in experiments.items()),
     )
@@ -230,13 +232,14 @@ def partition_settings(
     report_profile: dict | None = None,
 ) -> PartitionSettings:
     """The recipe (defaults, then the profile's `embedding_model` / `validation_report` sections, unless given),
-    then the file's budget and shared identification settings, then the variant's overrides, then the seed."""
+    then the file's budget and shared settings, then the variant's overrides, then the seed."""
     variant = experiments.variant(variant_key)
     training_profile = asset_config("embedding_model") if training_profile is None else training_profile
     report_profile = asset_config("validation_report") if report_profile is None else report_profile
     training = {
         **training_profile,
         "max_minutes": experiments.budget_minutes,
+        **experiments.training,
         **variant.training,
         "seed": int(seed),
     }

@@ -96,6 +96,11 @@ def terminal_text(
     return "\n\n".join(blocks) + "\n"
 
 
+def shared_settings(settings: dict) -> str:
+    """`{epochs: 40, max_minutes: 3}` -> `epochs=40, max_minutes=3`."""
+    return ", ".join(f"{name}={value}" for name, value in settings.items())
+
+
 def header_lines(experiments: Experiments, info: dict, markdown: bool) -> str:
     data = info.get("data", {})
     bullet = "- " if markdown else ""
@@ -109,7 +114,8 @@ def header_lines(experiments: Experiments, info: dict, markdown: bool) -> str:
         f"({data.get('queries_known', '?')} known, {data.get('queries_new_whale', '?')} new_whale) against "
         f"{data.get('gallery_size', '?')} gallery photos",
         f"{bullet}profile: {info.get('profile', '?')}; seeds: {', '.join(experiments.seeds)}; time budget: "
-        f"{experiments.budget_minutes:g} min of training per run (max_minutes; a variant may set its own)",
+        f"{experiments.budget_minutes:g} min of training per run (max_minutes; a variant may set its own)"
+        + (f"; every training: {shared_settings(experiments.training)}" if experiments.training else ""),
         f"{bullet}partitions: {info.get('materialized', 0)} of {info.get('expected', 0)} materialized{missing_text}",
         f"{bullet}verdict metric: {LABELS.get(experiments.metric, experiments.metric)}; a verdict only where "
         "|mean(best) - mean(recipe)| > max(std) + max(range) over seeds",

@@ -54,6 +54,7 @@ def _experiments():
         {
             "seeds": [0, 1, 2],
             "budget_minutes": 2,
+            "training": {"epochs": 4},
             "experiments": {
                 "probe": {
                     "question": "does a wider embedding help?",
@@ -116,6 +117,7 @@ def test_the_comparison_sets_the_variants_side_by_side_and_writes_its_page(tmp_p
     assert "Written by `flukeid experiments --write-docs" in page and "A note." in page
     assert "![does a wider embedding help?](experiments/probe.png)" in page
     assert "time budget: 2 min" in page and "7 of 12 materialized" in page
+    assert "every training: epochs=4" in page
     assert {p.name for p in written} == {"experiments.md", "probe.png", "other.png"}
 
 

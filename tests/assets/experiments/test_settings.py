@@ -125,6 +125,32 @@ def test_a_partition_is_the_recipe_then_budget_then_variant_then_seed():
     assert probe.variant_keys() == ["probe.recipe", "probe.wider", "probe.longer"]
 
 
+def test_the_files_shared_training_comes_after_the_budget_and_before_the_variant():
+    raw = {
+        "budget_minutes": 2,
+        "training": {"epochs": 40, "max_minutes": 3},
+        "experiments": {
+            "probe": {
+                "question": "q",
+                "variants": {"recipe": {}, "longer": {"training": {"epochs": 80, "max_minutes": 6}}},
+            }
+        },
+    }
+    probe = parse_experiments(raw)
+    profile = {"epochs": 120, "embedding_dim": 8}
+    recipe = partition_settings(probe, "probe.recipe", "0", profile, {})
+    assert (recipe.training.epochs, recipe.training.max_minutes, recipe.training.embedding_dim) == (40, 3, 8)
+    longer = partition_settings(probe, "probe.longer", "0", profile, {})
+    assert (longer.training.epochs, longer.training.max_minutes) == (80, 6)
+    # A shared setting changes every partition's version; an unknown one is refused.
+    shorter = parse_experiments({**raw, "training": {"epochs": 30, "max_minutes": 3}})
+    assert partition_settings(shorter, "probe.recipe", "0", profile, {}).version != recipe.version
+    with pytest.raises(ExperimentsError, match="unknown keys"):
+        parse_experiments({**raw, "training": {"epoch": 30}})
+    with pytest.raises(ExperimentsError, match="seed"):
+        parse_experiments({**raw, "training": {"seed": 3}})
+
+
 def test_editing_one_variant_changes_the_versions_of_its_partitions_only():
     def versions(experiments):
         return {
