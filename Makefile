@@ -61,7 +61,7 @@ update: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
 
 ## make experiments: the experiment sweep (configs/experiments.yaml) on the chain's artifacts (after make demo):
 ## every missing or stale partition of experiment_run in $(JOBS) workers, then experiment_comparison, printed;
-## then docs/experiments.md written from it. Hours on 2 cores (README, "Experiments").
+## then docs/experiments.md written from it. About 47 minutes on 2 cores (README, "Experiments").
 experiments: $(VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/flukeid experiments --run --jobs $(JOBS) --profile $(PROFILE) --write-docs docs/experiments.md
 

@@ -159,8 +159,9 @@ def sweep(
     todo = partitions_to_run(defs, instance, only)
     workers, loads = plan_workers(todo, experiment_plan(experiments_file), jobs)
     echo(
-        f"{len(todo)} partition(s) of experiment_run missing or stale; {len(workers)} worker(s), about "
-        f"{max(loads, default=0):.0f} min (one training per budget and seed, {SCORE_MINUTES:g} min per scoring)"
+        f"{len(todo)} partition(s) of experiment_run missing or stale; {len(workers)} worker(s), at most about "
+        f"{max(loads, default=0):.0f} min (each training its whole time budget, {SCORE_MINUTES:g} min per "
+        "scoring; a training whose epochs end sooner takes less)"
     )
     for index, worker in enumerate(workers):
         echo(f"  worker {index}: {', '.join(worker)}")

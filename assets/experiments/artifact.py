@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from assets.experiments.comparison import data_description, runs_table, variants_table, verdicts_table
+from assets.experiments.comparison import (
+    LABELS,
+    data_description,
+    runs_table,
+    variants_table,
+    verdicts_of,
+    verdicts_table,
+)
 from assets.experiments.plots import question_plot
 from assets.experiments.settings import DEFAULT_FILE, Experiments
 from assets.experiments.texts import markdown_text, terminal_text
@@ -35,8 +42,8 @@ def shown_path(path: str) -> str:
         return str(path)
 
 
-def plot_title(question: str, verdict: str) -> str:
-    return f'"{question}": {verdict}'
+def plot_title(question: str, verdicts: Sequence[str]) -> str:
+    return f'"{question}": ' + "; ".join(verdicts)
 
 
 def build_comparison(
@@ -51,7 +58,7 @@ def build_comparison(
     info = {
         "seeds": list(experiments.seeds),
         "budget_minutes": experiments.budget_minutes,
-        "metric": experiments.metric,
+        "metrics": list(experiments.metrics),
         "profile": profile,
         "experiments_file": shown_path(experiments.path),
         "data_folder": describe_data_folder(data_folder),
@@ -61,10 +68,12 @@ def build_comparison(
         "missing": [key for key in expected if key not in stored],
     }
     plots = {}
-    for experiment, (_, verdict) in zip(experiments.experiments, verdicts.iterrows()):
-        png = question_plot(
-            runs, experiment, experiments.metric, plot_title(experiment.question, verdict["text"])
-        )
+    for experiment in experiments.experiments:
+        texts = [
+            f"{LABELS.get(row['metric'], row['metric'])}: {row['text']}"
+            for _, row in verdicts_of(verdicts, experiment.name).iterrows()
+        ]
+        png = question_plot(runs, experiment, experiments.metrics, plot_title(experiment.question, texts))
         plots[experiment.name] = base64.b64encode(png).decode()
     text = {
         "terminal": terminal_text(experiments, variants, verdicts, info),

@@ -26,6 +26,7 @@ from dagster import (
 )
 
 from assets.experiments.artifact import build_comparison
+from assets.experiments.comparison import verdicts_of
 from assets.experiments.run import CODE_VERSION, PartitionRun, run_partition
 from assets.experiments.settings import Experiments, load_experiments, partition_settings
 from assets.experiments.texts import question_markdown
@@ -38,7 +39,7 @@ from core.reporting import png_metadata, table_metadata
 from core.resources import ComputeDevice, FlukeData, FlukeStorage
 
 VARIANT, SEED = "variant", "seed"
-COMPARISON_VERSION = "experiment_comparison-1"
+COMPARISON_VERSION = "experiment_comparison-2"  # -2: a verdict per metric
 
 
 def experiment_partitions(experiments: Experiments) -> MultiPartitionsDefinition:
@@ -74,14 +75,16 @@ def run_metadata(run: PartitionRun) -> dict:
 def comparison_metadata(value: ExperimentComparison, experiments: Experiments) -> dict:
     """Per question its table and verdict, and its plot; then the verdicts side by side."""
     metadata = {}
-    for experiment, (_, verdict) in zip(experiments.experiments, value["verdicts"].iterrows()):
-        section = question_markdown(experiment, value["variants"], verdict, experiments.metric)
+    for experiment in experiments.experiments:
+        mine = verdicts_of(value["verdicts"], experiment.name)
+        section = question_markdown(experiment, value["variants"], mine, experiments.metrics)
         metadata[experiment.name] = MetadataValue.md(section)
         png = base64.b64decode(value["plots"][experiment.name])
         metadata[f"{experiment.name}_plot"] = png_metadata(
-            png, alt=f"{experiment.question}: {verdict['text']}"
+            png, alt=f"{experiment.question}: {mine['text'].iloc[0]}"
         )
-    verdicts = value["verdicts"][["experiment", "best", "recipe_mean", "best_mean", "gap", "spread", "given"]]
+    columns = ["experiment", "metric", "best", "recipe_mean", "best_mean", "gap", "spread", "given"]
+    verdicts = value["verdicts"][columns]
     info = value["info"]
     return {
         **metadata,

@@ -156,24 +156,32 @@ def experiment_verdict(experiment: Experiment, runs: pd.DataFrame, metric: str) 
 
 
 def verdicts_table(runs: pd.DataFrame, experiments: Experiments) -> pd.DataFrame:
+    """One row per question and verdict metric, in file order (each question's metrics in the file's order)."""
     rows = []
     for experiment in experiments.experiments:
-        found = experiment_verdict(experiment, runs, experiments.metric)
-        rows.append(
-            {
-                "experiment": experiment.name,
-                "question": experiment.question,
-                "metric": experiments.metric,
-                "best": found.best,
-                "recipe_mean": found.recipe_mean,
-                "best_mean": found.best_mean,
-                "gap": found.gap,
-                "spread": found.spread,
-                "given": found.given,
-                "text": found.text,
-            }
-        )
+        for metric in experiments.metrics:
+            rows.append(_verdict_row(experiment, metric, experiment_verdict(experiment, runs, metric)))
     return pd.DataFrame(rows)
+
+
+def verdicts_of(verdicts: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """A question's verdicts, one row per metric (the first: the file's first metric)."""
+    return verdicts[verdicts["experiment"] == experiment]
+
+
+def _verdict_row(experiment: Experiment, metric: str, found: Verdict) -> dict:
+    return {
+        "experiment": experiment.name,
+        "question": experiment.question,
+        "metric": metric,
+        "best": found.best,
+        "recipe_mean": found.recipe_mean,
+        "best_mean": found.best_mean,
+        "gap": found.gap,
+        "spread": found.spread,
+        "given": found.given,
+        "text": found.text,
+    }
 
 
 def data_description(values: Mapping[str, dict]) -> dict:

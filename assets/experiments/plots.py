@@ -1,10 +1,11 @@
-"""One plot per question: the verdict's metric per variant (each seed a dot, the mean with its std) beside the
+"""One plot per question: each verdict metric per variant (each seed a dot, the mean with its std), beside the
 share of queries first right at each of the five ranks (mean over seeds), as PNG bytes."""
 
 from __future__ import annotations
 
 import io
 import textwrap
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,8 @@ def draw_metric(ax, runs: pd.DataFrame, experiment: Experiment, metric: str) -> 
             std = values.std(ddof=1) if len(values) > 1 else 0.0
             ax.errorbar(x + 0.25, values.mean(), yerr=std, fmt="D", color="black", capsize=4, zorder=4)
     ax.set_xticks(range(len(names)), names, rotation=15, fontsize=8)
-    ax.set_ylabel(f"{LABELS.get(metric, metric)} (dots: seeds; diamond: mean ± std)", fontsize=8)
+    ax.set_title(LABELS.get(metric, metric), fontsize=9)
+    ax.set_ylabel("dots: seeds; diamond: mean ± std", fontsize=8)
     ax.grid(axis="y", alpha=0.3)
 
 
@@ -47,20 +49,23 @@ def draw_ranks(ax, runs: pd.DataFrame, experiment: Experiment) -> None:
 
 
 def question_plot(
-    runs: pd.DataFrame, experiment: Experiment, metric: str, title: str, dpi: int = 80
+    runs: pd.DataFrame, experiment: Experiment, metrics: Sequence[str], title: str, dpi: int = 80
 ) -> bytes:
-    """The question's two panels under `title` (its question and verdict), as PNG bytes."""
+    """The question's panels (one per verdict metric, then the ranks) under `title` (its question and verdicts),
+    as PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     mine = runs[runs["experiment"] == experiment.name]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), dpi=dpi)
+    panels = len(metrics) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4.2), dpi=dpi)
     try:
-        draw_metric(left, mine, experiment, metric)
-        draw_ranks(right, mine, experiment)
-        fig.suptitle(textwrap.fill(title, width=130), fontsize=9)
+        for ax, metric in zip(axes, metrics):
+            draw_metric(ax, mine, experiment, metric)
+        draw_ranks(axes[-1], mine, experiment)
+        fig.suptitle(textwrap.fill(title, width=60 * panels), fontsize=9)
         fig.tight_layout()
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")

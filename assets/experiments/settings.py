@@ -45,7 +45,7 @@ METRICS = (
     "hit_rank_1",
 )
 SECTIONS = {"training": TrainingConfig, "identification": ReportSettings}
-TOP_KEYS = {"seeds", "budget_minutes", "metric", "training", "identification", "experiments"}
+TOP_KEYS = {"seeds", "budget_minutes", "metrics", "training", "identification", "experiments"}
 EXPERIMENT_KEYS = {"question", "note", "variants"}
 
 
@@ -82,10 +82,15 @@ class Experiments:
     path: str
     seeds: tuple[str, ...]
     budget_minutes: float
-    metric: str
+    metrics: tuple[str, ...]  # a verdict on each; the first is the plots' and the tables' spread column
     training: dict  # settings every training shares, over the profile's embedding_model section
     identification: dict  # settings every scoring shares, over the profile's validation_report section
     experiments: tuple[Experiment, ...]
+
+    @property
+    def metric(self) -> str:
+        """The first verdict metric: the one each question's plot and table show with its spread."""
+        return self.metrics[0]
 
     def variant_keys(self) -> list[str]:
         return [variant.key for experiment in self.experiments for variant in experiment.variants]
@@ -187,9 +192,13 @@ def parse_experiments(raw: dict, path: str = "<experiments>") -> Experiments:
     budget = raw.get("budget_minutes", 5)
     if not isinstance(budget, (int, float)) or isinstance(budget, bool) or budget < 0:
         raise ExperimentsError(f"{path}: budget_minutes must be a number >= 0 (0: no budget), got {budget!r}")
-    metric = raw.get("metric", "map5")
-    if metric not in METRICS:
-        raise ExperimentsError(f"{path}: metric must be one of {METRICS}, got {metric!r}")
+    metrics = raw.get("metrics", ["map5"])
+    if isinstance(metrics, str):
+        metrics = [metrics]
+    if not isinstance(metrics, list) or not metrics or any(m not in METRICS for m in metrics):
+        raise ExperimentsError(f"{path}: metrics must be a list of names from {METRICS}, got {metrics!r}")
+    if len(set(metrics)) != len(metrics):
+        raise ExperimentsError(f"{path}: metrics repeat: {metrics}")
     experiments = raw.get("experiments") or {}
     if not isinstance(experiments, dict) or not experiments:
         raise ExperimentsError(f"{path}: no experiments")
@@ -197,7 +206,7 @@ def parse_experiments(raw: dict, path: str = "<experiments>") -> Experiments:
         path=path,
         seeds=tuple(str(s) for s in seeds),
         budget_minutes=float(budget),
-        metric=metric,
+        metrics=tuple(metrics),
         training=_overrides("training", raw.get("training"), path),
         identification=_overrides("identification", raw.get("identification"), path),
         experiments=tuple(_experiment(name, value, path) for name, value in experiments.items()),

@@ -4,10 +4,11 @@ metadata and for docs/experiments.md (`flukeid experiments --write-docs`), all f
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
-from assets.experiments.comparison import LABELS
+from assets.experiments.comparison import LABELS, verdicts_of
 from assets.experiments.settings import Experiment, Experiments
 from core.constants import TOP
 
@@ -35,16 +36,23 @@ def rank_cell(row: pd.Series) -> str:
     return " / ".join(f"{100 * share:.0f}" for share in shares)
 
 
-def variant_rows(variants: pd.DataFrame, experiment: Experiment, metric: str) -> list[list[str]]:
-    """Header and one row per variant: seeds, the verdict's metric with its spread, the other figures' means."""
+# The figures each variant's row shows as means after the verdict metrics (skipped when one of them).
+MEANS = [
+    ("map5_known", "known", 3),
+    ("map5_new_whale", "new_whale", 3),
+    ("map5_embedding_only", "embedding alone", 3),
+    ("recall@5", "recall@5", 3),
+]
+
+
+def variant_rows(variants: pd.DataFrame, experiment: Experiment, metrics: Sequence[str]) -> list[list[str]]:
+    """Header and one row per variant: seeds, each verdict metric with its spread, the other figures' means."""
+    means = [(name, label, digits) for name, label, digits in MEANS if name not in metrics]
     header = [
         "variant",
         "seeds",
-        f"{LABELS.get(metric, metric)} mean ± std [min, max]",
-        "known",
-        "new_whale",
-        "embedding alone",
-        "recall@5",
+        *[f"{LABELS.get(metric, metric)} mean ± std [min, max]" for metric in metrics],
+        *[label for _, label, _ in means],
         "right at rank 1/2/3/4/5 (%)",
         "train s",
     ]
@@ -54,11 +62,8 @@ def variant_rows(variants: pd.DataFrame, experiment: Experiment, metric: str) ->
             [
                 row["variant"],
                 str(int(row["seeds"])),
-                spread_cell(row, metric),
-                _number(row["map5_known_mean"]),
-                _number(row["map5_new_whale_mean"]),
-                _number(row["map5_embedding_only_mean"]),
-                _number(row["recall@5_mean"]),
+                *[spread_cell(row, metric) for metric in metrics],
+                *[_number(row[f"{name}_mean"], digits) for name, _, digits in means],
                 rank_cell(row),
                 _number(row["train_seconds_mean"], 0),
             ]
@@ -78,11 +83,28 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
-def question_markdown(experiment: Experiment, variants: pd.DataFrame, verdict: pd.Series, metric: str) -> str:
-    """One question's section: the quote, the note, the table and the verdict (the asset's metadata per question)."""
+def verdict_lines(verdicts: pd.DataFrame, markdown: bool) -> list[str]:
+    """One line per verdict metric of a question."""
+    lines = []
+    for _, verdict in verdicts.iterrows():
+        label = LABELS.get(verdict["metric"], verdict["metric"])
+        lines.append(
+            f"**Verdict ({label})**: {verdict['text']}"
+            if markdown
+            else f"  verdict ({label}): {verdict['text']}"
+        )
+    return lines
+
+
+def question_markdown(
+    experiment: Experiment, variants: pd.DataFrame, verdicts: pd.DataFrame, metrics: Sequence[str]
+) -> str:
+    """One question's section: the quote, the note, the table and its verdicts (the asset's metadata per
+    question). `verdicts`: the question's rows of the verdicts table."""
     note = f"\n{experiment.note}\n" if experiment.note else ""
-    table = markdown_table(variant_rows(variants, experiment, metric))
-    return f'> "{experiment.question}"\n{note}\n{table}\n\n**Verdict**: {verdict["text"]}\n'
+    table = markdown_table(variant_rows(variants, experiment, metrics))
+    verdict_text = "\n\n".join(verdict_lines(verdicts, markdown=True))
+    return f'> "{experiment.question}"\n{note}\n{table}\n\n{verdict_text}\n'
 
 
 def terminal_text(
@@ -90,9 +112,10 @@ def terminal_text(
 ) -> str:
     """What `flukeid experiments` prints."""
     blocks = [header_lines(experiments, info, markdown=False)]
-    for experiment, (_, verdict) in zip(experiments.experiments, verdicts.iterrows()):
-        table = fixed_width(variant_rows(variants, experiment, experiments.metric))
-        blocks.append(f'{experiment.name}: "{experiment.question}"\n{table}\n  verdict: {verdict["text"]}')
+    for experiment in experiments.experiments:
+        table = fixed_width(variant_rows(variants, experiment, experiments.metrics))
+        lines = "\n".join(verdict_lines(verdicts_of(verdicts, experiment.name), markdown=False))
+        blocks.append(f'{experiment.name}: "{experiment.question}"\n{table}\n{lines}')
     return "\n\n".join(blocks) + "\n"
 
 
@@ -117,7 +140,7 @@ def header_lines(experiments: Experiments, info: dict, markdown: bool) -> str:
         f"{experiments.budget_minutes:g} min of training per run (max_minutes; a variant may set its own)"
         + (f"; every training: {shared_settings(experiments.training)}" if experiments.training else ""),
         f"{bullet}partitions: {info.get('materialized', 0)} of {info.get('expected', 0)} materialized{missing_text}",
-        f"{bullet}verdict metric: {LABELS.get(experiments.metric, experiments.metric)}; a verdict only where "
+        f"{bullet}verdict metrics: {', '.join(LABELS.get(m, m) for m in experiments.metrics)}; a verdict only where "
         "|mean(best) - mean(recipe)| > max(std) + max(range) over seeds",
     ]
     if data.get("manifests", 1) > 1:
@@ -143,11 +166,12 @@ def markdown_text(
         header_lines(experiments, info, markdown=True),
         "",
     ]
-    for experiment, (_, verdict) in zip(experiments.experiments, verdicts.iterrows()):
+    for experiment in experiments.experiments:
+        mine = verdicts_of(verdicts, experiment.name)
         parts += [
             f"## {experiment.name}",
             "",
-            question_markdown(experiment, variants, verdict, experiments.metric),
+            question_markdown(experiment, variants, mine, experiments.metrics),
             f"![{experiment.question}]({IMAGES}/{experiment.name}.png)",
             "",
         ]

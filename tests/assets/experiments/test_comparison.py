@@ -54,6 +54,7 @@ def _experiments():
         {
             "seeds": [0, 1, 2],
             "budget_minutes": 2,
+            "metrics": ["map5", "map5_embedding_only"],
             "training": {"epochs": 4},
             "experiments": {
                 "probe": {
@@ -101,16 +102,23 @@ def test_the_comparison_sets_the_variants_side_by_side_and_writes_its_page(tmp_p
     assert len(value["runs"]) == 7 and "gone" not in set(value["runs"]["experiment"])
     wider = value["variants"].set_index(["experiment", "variant"]).loc[("probe", "wider")]
     assert wider["seeds"] == 3 and wider["map5_mean"] == pytest.approx(0.71) and wider["map5_max"] == 0.72
-    verdicts = value["verdicts"].set_index("experiment")
-    assert verdicts.loc["probe", "given"] and verdicts.loc["probe", "best"] == "wider"
-    assert not verdicts.loc["other", "given"]  # one seed of the recipe, none of the variant
+    # One verdict per question and metric: wider beats the recipe on MAP@5; the embedding alone scores 0.3 in
+    # every run, so no gap and no verdict there.
+    verdicts = value["verdicts"].set_index(["experiment", "metric"])
+    assert len(verdicts) == 4
+    assert verdicts.loc[("probe", "map5"), "given"] and verdicts.loc[("probe", "map5"), "best"] == "wider"
+    assert not verdicts.loc[("probe", "map5_embedding_only"), "given"]
+    assert "within the spread" in verdicts.loc[("probe", "map5_embedding_only"), "text"]
+    assert not verdicts.loc[("other", "map5"), "given"]  # one seed of the recipe, none of the variant
     info = value["info"]
     assert (info["materialized"], info["expected"]) == (7, 12) and "1|other.recipe" in info["missing"]
     for name in ("probe", "other"):
         assert base64.b64decode(value["plots"][name])[:8] == b"\x89PNG\r\n\x1a\n"
     terminal = value["text"]["terminal"]
     assert 'probe: "does a wider embedding help?"' in terminal and "0.710 ± 0.010 [0.700, 0.720]" in terminal
-    assert "verdict: wider beats the recipe" in terminal and "seeds: 0, 1, 2" in terminal
+    assert "verdict (MAP@5): wider beats the recipe" in terminal and "seeds: 0, 1, 2" in terminal
+    assert "verdict (MAP@5 of the embedding alone): no verdict" in terminal
+    assert "MAP@5 of the embedding alone mean ± std [min, max]" in terminal
 
     written = write_docs(value, tmp_path / "docs" / "experiments.md")
     page = (tmp_path / "docs" / "experiments.md").read_text()
@@ -118,6 +126,7 @@ def test_the_comparison_sets_the_variants_side_by_side_and_writes_its_page(tmp_p
     assert "![does a wider embedding help?](experiments/probe.png)" in page
     assert "time budget: 2 min" in page and "7 of 12 materialized" in page
     assert "every training: epochs=4" in page
+    assert "**Verdict (MAP@5)**: wider beats" in page and "**Verdict (MAP@5 of the embedding alone)**" in page
     assert {p.name for p in written} == {"experiments.md", "probe.png", "other.png"}
 
 

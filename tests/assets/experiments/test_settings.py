@@ -151,6 +151,16 @@ def test_the_files_shared_training_comes_after_the_budget_and_before_the_variant
         parse_experiments({**raw, "training": {"seed": 3}})
 
 
+def test_verdict_metrics_are_a_list_of_known_names():
+    raw = {"experiments": {"probe": {"question": "q", "variants": {"recipe": {}, "b": {}}}}}
+    assert parse_experiments(raw).metrics == ("map5",)
+    two = parse_experiments({**raw, "metrics": ["map5_embedding_only", "map5"]})
+    assert two.metrics == ("map5_embedding_only", "map5") and two.metric == "map5_embedding_only"
+    for bad in (["map6"], [], ["map5", "map5"]):
+        with pytest.raises(ExperimentsError, match="metrics"):
+            parse_experiments({**raw, "metrics": bad})
+
+
 def test_editing_one_variant_changes_the_versions_of_its_partitions_only():
     def versions(experiments):
         return {
