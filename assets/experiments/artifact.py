@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from assets.experiments.comparison import (
-    LABELS,
     data_description,
     runs_table,
     variants_table,
@@ -18,7 +17,7 @@ from assets.experiments.comparison import (
 )
 from assets.experiments.plots import question_plot
 from assets.experiments.settings import DEFAULT_FILE, Experiments
-from assets.experiments.texts import markdown_text, terminal_text
+from assets.experiments.texts import markdown_text, terminal_text, verdict_lines
 from core.artifacts import ExperimentComparison
 
 
@@ -69,10 +68,7 @@ def build_comparison(
     }
     plots = {}
     for experiment in experiments.experiments:
-        texts = [
-            f"{LABELS.get(row['metric'], row['metric'])}: {row['text']}"
-            for _, row in verdicts_of(verdicts, experiment.name).iterrows()
-        ]
+        texts = verdict_lines(verdicts_of(verdicts, experiment.name))
         png = question_plot(runs, experiment, experiments.metrics, plot_title(experiment.question, texts))
         plots[experiment.name] = base64.b64encode(png).decode()
     text = {

@@ -82,15 +82,10 @@ class Experiments:
     path: str
     seeds: tuple[str, ...]
     budget_minutes: float
-    metrics: tuple[str, ...]  # a verdict on each; the first is the plots' and the tables' spread column
+    metrics: tuple[str, ...]  # a verdict on each, in this order
     training: dict  # settings every training shares, over the profile's embedding_model section
     identification: dict  # settings every scoring shares, over the profile's validation_report section
     experiments: tuple[Experiment, ...]
-
-    @property
-    def metric(self) -> str:
-        """The first verdict metric: the one each question's plot and table show with its spread."""
-        return self.metrics[0]
 
     def variant_keys(self) -> list[str]:
         return [variant.key for experiment in self.experiments for variant in experiment.variants]

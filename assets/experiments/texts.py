@@ -83,16 +83,18 @@ def markdown_table(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
-def verdict_lines(verdicts: pd.DataFrame, markdown: bool) -> list[str]:
-    """One line per verdict metric of a question."""
+def verdict_lines(verdicts: pd.DataFrame, style: str = "plain") -> list[str]:
+    """One line per verdict metric of a question: `markdown` (the page and the UI), `terminal`, or `plain`
+    (`<metric>: <verdict>`, the plots' titles)."""
     lines = []
     for _, verdict in verdicts.iterrows():
-        label = LABELS.get(verdict["metric"], verdict["metric"])
-        lines.append(
-            f"**Verdict ({label})**: {verdict['text']}"
-            if markdown
-            else f"  verdict ({label}): {verdict['text']}"
-        )
+        label, text = LABELS.get(verdict["metric"], verdict["metric"]), verdict["text"]
+        formats = {
+            "markdown": f"**Verdict ({label})**: {text}",
+            "terminal": f"  verdict ({label}): {text}",
+            "plain": f"{label}: {text}",
+        }
+        lines.append(formats[style])
     return lines
 
 
@@ -103,7 +105,7 @@ def question_markdown(
     question). `verdicts`: the question's rows of the verdicts table."""
     note = f"\n{experiment.note}\n" if experiment.note else ""
     table = markdown_table(variant_rows(variants, experiment, metrics))
-    verdict_text = "\n\n".join(verdict_lines(verdicts, markdown=True))
+    verdict_text = "\n\n".join(verdict_lines(verdicts, "markdown"))
     return f'> "{experiment.question}"\n{note}\n{table}\n\n{verdict_text}\n'
 
 
@@ -114,7 +116,7 @@ def terminal_text(
     blocks = [header_lines(experiments, info, markdown=False)]
     for experiment in experiments.experiments:
         table = fixed_width(variant_rows(variants, experiment, experiments.metrics))
-        lines = "\n".join(verdict_lines(verdicts_of(verdicts, experiment.name), markdown=False))
+        lines = "\n".join(verdict_lines(verdicts_of(verdicts, experiment.name), "terminal"))
         blocks.append(f'{experiment.name}: "{experiment.question}"\n{table}\n{lines}')
     return "\n\n".join(blocks) + "\n"
 

@@ -155,7 +155,7 @@ def test_verdict_metrics_are_a_list_of_known_names():
     raw = {"experiments": {"probe": {"question": "q", "variants": {"recipe": {}, "b": {}}}}}
     assert parse_experiments(raw).metrics == ("map5",)
     two = parse_experiments({**raw, "metrics": ["map5_embedding_only", "map5"]})
-    assert two.metrics == ("map5_embedding_only", "map5") and two.metric == "map5_embedding_only"
+    assert two.metrics == ("map5_embedding_only", "map5")
     for bad in (["map6"], [], ["map5", "map5"]):
         with pytest.raises(ExperimentsError, match="metrics"):
             parse_experiments({**raw, "metrics": bad})
