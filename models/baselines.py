@@ -31,12 +31,18 @@ def frequent_whale_baseline(gallery_labels: Sequence[str], truths: Sequence[str]
     return map_at_5([row] * len(truths), list(truths))
 
 
-def pixel_vectors(tensors: np.ndarray, size: tuple[int, int] = (32, 32)) -> np.ndarray:
-    """uint8 N x C x H x W images as grey, area-averaged to `size` (height, width), centred, L2-normalised
-    float32 vectors. Works on a memory-mapped store: only the rows given are read."""
-    if len(tensors) == 0:
-        return np.zeros((0, size[0] * size[1]), np.float32)
-    grey = torch.from_numpy(np.asarray(tensors, dtype=np.float32)).mean(dim=1, keepdim=True)
-    small = F.adaptive_avg_pool2d(grey, size).flatten(1)
-    small = small - small.mean(dim=1, keepdim=True)
-    return F.normalize(small, dim=1, eps=1e-6).numpy().astype(np.float32)
+def pixel_vectors(
+    tensors: np.ndarray, size: tuple[int, int] = (32, 32), rows: np.ndarray | None = None, chunk: int = 1024
+) -> np.ndarray:
+    """uint8 N x C x H x W images (or the `rows` of them) as grey, area-averaged to `size` (height, width),
+    centred, L2-normalised float32 vectors. Reads `chunk` images at a time, so a memory-mapped store of any size
+    costs one chunk of float pixels, not the whole store (33k crops at 128 x 256 would be 4 GB)."""
+    rows = np.arange(len(tensors)) if rows is None else np.asarray(rows, dtype=np.int64)
+    vectors = np.zeros((len(rows), size[0] * size[1]), np.float32)
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(tensors[rows[start : start + chunk]], dtype=np.float32)
+        grey = torch.from_numpy(block).mean(dim=1, keepdim=True)
+        small = F.adaptive_avg_pool2d(grey, size).flatten(1)
+        small = small - small.mean(dim=1, keepdim=True)
+        vectors[start : start + len(block)] = F.normalize(small, dim=1, eps=1e-6).numpy()
+    return vectors

@@ -308,8 +308,16 @@ def load_embedding_model(artifact: dict, device) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def embed_images(model, tensors: np.ndarray, device, batch_size: int = 128, flip: bool = False) -> np.ndarray:
-    """Embeddings of uint8 N x C x H x W crops (a read-only memmap is fine): float32 N x D, L2-normalised.
+def embed_images(
+    model,
+    tensors: np.ndarray,
+    device,
+    batch_size: int = 128,
+    flip: bool = False,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Embeddings of uint8 N x C x H x W crops (a read-only memmap is fine), or of the `rows` of them, read one
+    batch at a time: float32 N x D, L2-normalised.
 
     `flip=True` is test-time augmentation with the horizontally mirrored crop. For a model trained without the
     flipped-as-new-class trick the two embeddings are averaged (D columns). For a model trained with it a
@@ -323,8 +331,12 @@ def embed_images(model, tensors: np.ndarray, device, batch_size: int = 128, flip
     cuda = device.type == "cuda"
     concat = flip and bool(getattr(model, "flip_as_new_class", False))
     outputs = []
-    for start in range(0, len(tensors), batch_size):
-        batch = torch.from_numpy(np.array(tensors[start : start + batch_size], dtype=np.uint8, copy=True))
+    count = len(tensors) if rows is None else len(rows)
+    for start in range(0, count, batch_size):
+        chosen = (
+            slice(start, start + batch_size) if rows is None else np.asarray(rows[start : start + batch_size])
+        )
+        batch = torch.from_numpy(np.array(tensors[chosen], dtype=np.uint8, copy=True))
         batch = batch.to(device, non_blocking=cuda)
         if cuda:
             batch = batch.contiguous(memory_format=torch.channels_last)

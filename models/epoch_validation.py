@@ -78,11 +78,11 @@ def validate(
     model: FlukeEmbedder, data: TrainingData, device: torch.device, batch_size: int = 128
 ) -> Validation:
     """The validation fold ranked against the training fold, both embedded by `model` now."""
-    gallery = embed_images(model, data.tensors[np.sort(data.train_rows)], device, batch_size)
+    gallery = embed_images(model, data.tensors, device, batch_size, rows=np.sort(data.train_rows))
     order = np.argsort(data.train_rows, kind="stable")
     gallery_labels = [data.train_labels[i] for i in order]
     queries = (
-        embed_images(model, data.tensors[data.val_rows], device, batch_size)
+        embed_images(model, data.tensors, device, batch_size, rows=data.val_rows)
         if len(data.val_rows)
         else np.zeros((0, gallery.shape[1]), np.float32)
     )

@@ -17,12 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
 
-import numpy as np
 import pandas as pd
 import torch
 
 from core.artifacts import EmbeddingModel, EmbeddingModelInfo, FlukeTensors, TrainingBudget
-from core.digests import content_version, stable_digest
+from core.digests import content_version, rows_version, stable_digest
 from core.files import pid_lock
 from models.baselines import frequent_whale_baseline, pixel_vectors
 from models.embedding import parameter_count, weights_to_bytes
@@ -73,8 +72,8 @@ class TrainingSummary(TypedDict):
 
 def pixel_nearest_neighbour_baseline(data: TrainingData) -> tuple[float, float]:
     """MAP@5 (and the tuned threshold) of whole-crop pixel nearest neighbours, ranked like the model."""
-    gallery = pixel_vectors(data.tensors[np.asarray(data.train_rows)], PIXEL_BASELINE_SIZE)
-    queries = pixel_vectors(data.tensors[np.asarray(data.val_rows)], PIXEL_BASELINE_SIZE)
+    gallery = pixel_vectors(data.tensors, PIXEL_BASELINE_SIZE, rows=data.train_rows)
+    queries = pixel_vectors(data.tensors, PIXEL_BASELINE_SIZE, rows=data.val_rows)
     validation = rank_and_score(gallery, data.train_labels, queries, data.val_labels)
     return validation.map5, validation.threshold
 
@@ -94,9 +93,9 @@ def run_key(config: TrainingConfig, data: TrainingData) -> str:
             for name, value in config.to_dict().items()
             if name not in UNKEYED_SETTINGS and not (name in LATER_SETTINGS and LATER_SETTINGS[name] == value)
         },
-        content_version(np.asarray(data.tensors[np.asarray(data.train_rows, dtype=np.int64)])),
+        rows_version(data.tensors, data.train_rows),
         data.train_labels,
-        content_version(np.asarray(data.tensors[np.asarray(data.val_rows, dtype=np.int64)])),
+        rows_version(data.tensors, data.val_rows),
         data.val_labels,
     )
 

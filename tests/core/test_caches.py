@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from core.caches import ArrayCache, TableCache, ValueCache, memoized_artifact
-from core.digests import content_version
+from core.digests import content_version, rows_version
 from core.files import atomic_dir, atomic_path, write_parquet
 from pipelines.io_managers import read_parts, write_part
 
@@ -87,3 +87,14 @@ def test_memoized_artifact_trains_once_per_key(tmp_path):
     untrained = memoized_artifact(tmp_path, "none", lambda: (None, {"trained": False}))
     assert memoized_artifact(tmp_path, "none", train) == (None, {"trained": False}, True)
     assert untrained[2] is False
+
+
+def test_rows_version_is_the_digest_of_the_selected_rows(tmp_path):
+    """A training run's key hashes its rows of the memory-mapped store a block at a time; the digest must be the
+    one of the rows gathered whole, in the order given (so checkpoints keyed before stay found)."""
+    store = np.lib.format.open_memmap(tmp_path / "store.npy", mode="w+", dtype=np.uint8, shape=(50, 1, 4, 6))
+    store[:] = np.random.default_rng(0).integers(0, 255, store.shape, dtype=np.uint8)
+    rows = np.array([7, 3, 3, 40, 0, 12])
+    assert rows_version(store, rows, chunk=4) == content_version(np.asarray(store[rows]))
+    assert rows_version(store, rows[::-1], chunk=4) != rows_version(store, rows, chunk=4)
+    assert rows_version(store, rows[:0]) == content_version(np.asarray(store[rows[:0]]))

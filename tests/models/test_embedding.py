@@ -116,6 +116,11 @@ def test_load_embedding_model_and_embed_images_round_trip(tmp_path):
     np.testing.assert_allclose(embedded, expected, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(embedded, axis=1), 1.0, atol=1e-5)
     assert embed_images(loaded, memmap[:0], "cpu").shape == (0, 8)
+    # Rows of the store, read one batch at a time (the training fold of a full-size store is never gathered whole)
+    rows = np.array([4, 0, 0, 3])
+    by_rows = embed_images(loaded, memmap, "cpu", batch_size=3, rows=rows)
+    np.testing.assert_allclose(by_rows, embedded[rows], atol=1e-5)
+    assert embed_images(loaded, memmap, "cpu", rows=rows[:0]).shape == (0, 8)
 
 
 def test_flip_tta_averages_or_concatenates_by_training_mode():
