@@ -150,13 +150,31 @@ class DuplicateGroupsConfig(Config):
         lt=0.5,
         description="Largest crop per side (fraction) the verification undoes.",
     )
+    max_neighbours: int = Field(
+        default=DedupSettings.max_neighbours,
+        ge=0,
+        le=1024,
+        description="Candidates per photo: its nearest pHashes within max_distance (0: all of them, whose "
+        "count can grow as the square of the photos).",
+    )
+    min_coarse: float = Field(
+        default=DedupSettings.min_coarse,
+        ge=0.0,
+        le=1.0,
+        description="Best coarse (16 px, blurred) crop correlation below which a candidate is rejected "
+        "without the fine crop search.",
+    )
     workers: int = Field(
         default=0, ge=0, description="Processes for thumbnail decoding; 0 uses FLUKEID_WORKERS or every core."
     )
 
     def settings(self) -> DedupSettings:
         return DedupSettings(
-            max_distance=self.max_distance, min_similarity=self.min_similarity, max_crop=self.max_crop
+            max_distance=self.max_distance,
+            min_similarity=self.min_similarity,
+            max_crop=self.max_crop,
+            max_neighbours=self.max_neighbours,
+            min_coarse=self.min_coarse,
         )
 
 

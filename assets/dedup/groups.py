@@ -159,7 +159,7 @@ def find_duplicates(
     )
     table = table.sort_values(["split", "image"], kind="stable").reset_index(drop=True)
     codes = hashes_to_codes(table["phash"])
-    pairs = candidate_pairs(codes, settings.max_distance)
+    pairs = candidate_pairs(codes, settings.max_distance, settings.max_neighbours)
     timings["search_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -7,9 +7,11 @@ from PIL import Image
 
 from assets.dedup.pairs import (
     DedupSettings,
+    batch_similarities,
     candidate_pairs,
     hashes_to_codes,
     load_thumbnail,
+    prepare_thumbnail,
     thumbnail_similarity,
 )
 from tests.assets.dedup.photos import PHOTOS, photo
@@ -50,3 +52,50 @@ def test_codes_round_trip_hex():
     codes = hashes_to_codes(["00ff00ff00ff00ff", "ffffffffffffffff"])
     assert codes.shape == (2, 8) and codes.dtype == np.uint8
     assert codes[0, 1] == 255 and codes[1].tolist() == [255] * 8
+
+
+def test_capped_candidates_keep_each_photos_nearest_and_grow_linearly():
+    """With max_neighbours, a crowd of look-alikes (every code within the radius of every other) gives at most
+    N x k pairs, and each photo still pairs with its nearest code (its copy)."""
+    rng = np.random.default_rng(3)
+    crowd = np.repeat(rng.integers(0, 256, size=(1, 8), dtype=np.uint8), 60, axis=0)
+    for row in crowd:  # each member differs from the shared code by 6 random bits: all pairs within 12
+        flat = np.unpackbits(row)
+        flat[rng.choice(64, 6, replace=False)] ^= 1
+        row[:] = np.packbits(flat)
+    copies = crowd[:10] ^ np.packbits(np.eye(64, dtype=np.uint8)[0])  # one bit from its original
+    codes = np.concatenate([crowd, copies])
+    every = candidate_pairs(codes, max_distance=12)
+    capped = candidate_pairs(codes, max_distance=12, max_neighbours=4)
+    assert len(every) > 2000 and len(capped) <= len(codes) * 4
+    assert set(zip(capped["a"], capped["b"])) <= set(zip(every["a"], every["b"]))
+    assert {(i, 60 + i) for i in range(10)} <= set(zip(capped["a"], capped["b"]))
+    assert capped.equals(capped.sort_values(["a", "b"]).reset_index(drop=True))
+    # A cap at or above the count of other photos is no cap.
+    assert candidate_pairs(codes, 12, max_neighbours=len(codes)).equals(every)
+
+
+def test_a_chunk_of_pairs_scores_each_pair_as_it_scores_alone(real_photo_folder):
+    """The batched pixel check gives every pair the similarity it gets alone, whatever else is in its chunk,
+    and the coarse threshold only rejects: a pair below it keeps its no-crop correlation."""
+    names = [
+        "astronaut.jpg",
+        "astronaut_crop.jpg",
+        *[f"{name}.jpg" for name in PHOTOS if name != "astronaut"],
+    ]
+    prepared = {
+        i: prepare_thumbnail(load_thumbnail(str(real_photo_folder / "train" / name)))
+        for i, name in enumerate(names)
+        if (real_photo_folder / "train" / name).exists()
+    }
+    pairs = list(itertools.combinations(sorted(prepared), 2))
+    assert (0, 1) in pairs and len(pairs) >= 6
+    settings = DedupSettings()
+    together, coarse = batch_similarities(prepared, pairs, settings)
+    alone = [batch_similarities({a: prepared[a], b: prepared[b]}, [(a, b)], settings)[0][0] for a, b in pairs]
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    assert together[pairs.index((0, 1))] >= settings.min_similarity
+    assert (together[1:] < settings.min_similarity).all()
+    strict, strict_coarse = batch_similarities(prepared, pairs, DedupSettings(min_coarse=1.0))
+    np.testing.assert_allclose(strict_coarse, coarse, atol=1e-6)
+    assert strict[pairs.index((0, 1))] < settings.min_similarity <= together[pairs.index((0, 1))]
