@@ -2,10 +2,11 @@
 
 Baseline (what a first attempt does): decode every photo at full size, `imagehash.phash` it, in one process,
 then compare every pair in a Python double loop (`hash_a - hash_b <= max_distance`) and join pairs into groups.
-This stage: reduced-scale JPEG decode (libjpeg DCT scaling), processes, a faiss binary range search, and a pixel
-check of the candidates. Both run on the same photos in one run; the script prints both times and the ratios:
+This stage: reduced-scale JPEG decode (libjpeg DCT scaling), processes, a faiss binary search (each photo's
+`max_neighbours` nearest pHashes within the radius), and a pixel check of the candidates. Both run on the same
+photos in one run; the script prints both times and the ratios:
 
-- hashing + pair search (this stage's reduced-scale pHash and faiss range search) against the baseline's hashing
+- hashing + pair search (this stage's reduced-scale pHash and faiss search) against the baseline's hashing
   and pairwise loop, and against its pairwise loop alone (the issue-14 bar: >= 100x at full size);
 - the pair search alone (faiss against the Python loop), and the whole stage (its pixel check included);
 - how far the two methods' groups agree (and each one's precision/recall when the folders hold duplicates.csv).
