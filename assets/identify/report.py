@@ -137,18 +137,21 @@ def report_value(
 ) -> ValidationReport:
     """The `validation_report` value: `summary` (json), `per_rank`, `sweep`, `predictions`."""
     truths = queries["truth"].tolist()
+    # Without verification the threshold path ranks by the embedding alone: that is the embedding's figure, not
+    # the calibrated decision that `main` may be.
+    embedding_alone = embedding_only or threshold_path or main
     summary = {
         "map5": round(main.map5, 6),
         "threshold": main.threshold,
         "map5_without_new_whale": round(main.map5_at_no_new_whale, 6),
         "map5_known": _subset_map(main.predictions, truths, known=True),
         "map5_new_whale": _subset_map(main.predictions, truths, known=False),
-        "map5_embedding_only": round((embedding_only or main).map5, 6),
+        "map5_embedding_only": round(embedding_alone.map5, 6),
         # The calibrated decision (P(same whale) from keypoint votes, embedding and RANSAC evidence), when it ran:
         # its calibrator, matching settings and figures; submission applies it. None: the threshold path decides.
         "decision": decision,
         "map5_threshold_path": round((threshold_path or main).map5, 6),
-        "threshold_embedding_only": (embedding_only or main).threshold,
+        "threshold_embedding_only": embedding_alone.threshold,
         # Geometric verification as validated: settings and the chosen inlier weight; submission applies them.
         "verification": verification,
         "map5_without_crop": None if without_crop is None else round(without_crop.map5, 6),

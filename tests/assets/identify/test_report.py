@@ -123,3 +123,25 @@ def test_validation_report_without_crop_comparison(world):
     run = run_validation(world, k=10, sweep_points=11, compare_without_crop=False)
     assert run.value["summary"]["map5_without_crop"] is None
     assert 0 <= run.value["summary"]["baselines"]["pixel_nn"] <= 1
+
+
+def test_without_verification_the_embedding_figure_is_the_threshold_paths_not_the_decisions():
+    """The full profile turns crop verification off: the embedding-alone MAP@5 must then be the threshold path's
+    (the embedding's ranking), not the calibrated decision's."""
+    import pandas as pd
+
+    from assets.identify.report import report_value
+    from assets.identify.tuning import Evaluation
+
+    def evaluation(map5: float, threshold: float) -> Evaluation:
+        return Evaluation(map5, threshold, pd.DataFrame(), [["new_whale"]], pd.DataFrame(), 0.0)
+
+    queries = pd.DataFrame({"image": ["q.jpg"], "label": ["new_whale"], "truth": ["new_whale"]})
+    decided, embedding = evaluation(0.9, 0.5), evaluation(0.6, 0.7)
+    summary = report_value(decided, queries, 3, {}, None, 20, False, threshold_path=embedding)["summary"]
+    assert summary["map5"] == 0.9
+    assert summary["map5_embedding_only"] == 0.6 and summary["threshold_embedding_only"] == 0.7
+    verified = report_value(
+        decided, queries, 3, {}, None, 20, False, None, evaluation(0.5, 0.1), None, embedding
+    )
+    assert verified["summary"]["map5_embedding_only"] == 0.5
