@@ -165,9 +165,8 @@ def _shrink(image: np.ndarray, factor: int) -> np.ndarray:
 class PairFeatures:
     """What the first two stages of the pixel check need of one prepared thumbnail, computed once per photo."""
 
-    fine: (
-        np.ndarray
-    )  # (side*side,) the unit detail view: the no-crop correlation and the fine search's target
+    # (side*side,) the unit detail view: the no-crop correlation's and the fine search's target
+    fine: np.ndarray
     views: np.ndarray  # (grid boxes, coarse_side**2) unit blurred views of each coarse grid crop
     whole: np.ndarray  # (coarse_side**2,) the unit blurred view of the whole thumbnail
 
@@ -212,11 +211,12 @@ def batch_similarities(
     """(similarity, best coarse score) of each pair of prepared thumbnails (`prepare_thumbnail`), as
     `thumbnail_similarity` defines them.
 
-    The no-crop correlation and the coarse crop grid of every pair are a few batched products over the chunk
-    (most candidate pairs are different photos, rejected there); only the pairs that pass the coarse stage
-    run the fine search one by one. So the cost of a rejected pair is microseconds, not a Python loop's
-    fraction of a millisecond: the candidate count can grow faster than the photos without the stage
-    following it.
+    Each photo's views are made once per chunk, the no-crop correlation and the coarse crop grid of every pair
+    are then batched products (most candidate pairs are different photos, rejected there), and only the pairs
+    that pass the coarse stage run the fine search one by one. Measured on one core, 6,000 candidate pairs of
+    a 6,692-photo set: 0.66 ms per pair against 0.76 for the pair-by-pair loop at the same settings, 0.41 with
+    `min_coarse` 0.90 (most of what is left is making each photo's views, about once per pair, and the fine
+    searches), with the same verdicts.
     """
     if not pairs:
         return np.zeros(0), np.zeros(0)
