@@ -1,6 +1,7 @@
 """Candidate pairs of near-identical pHashes, and the pixel check that tells duplicates from look-alikes.
 
-faiss finds every pair of pHashes within `max_distance` bits (a binary range search, not a Python double loop);
+faiss finds the pairs of pHashes within `max_distance` bits, each photo's nearest few (a binary k-nearest search,
+not a Python double loop);
 the two photos' small grayscale thumbnails are then compared pixel by pixel, allowing for a few percent of crop,
 so that similar-looking different photos are not merged.
 """
