@@ -142,6 +142,31 @@ def naive_sampled(
     }
 
 
+def decode_floor(images: pd.DataFrame, sample: int, seed: int = 1) -> dict[str, float]:
+    """The least any hashing that decodes every photo could cost: libjpeg's smallest scale (1/8, luma only, the
+    DCT's DC terms; the entropy decoding of every coefficient cannot be skipped), no resize and no hash, one
+    process, on `sample` random photos (read once before timing, so the page cache does not count)."""
+    count = len(images)
+    rng = np.random.default_rng(seed)
+    paths = images["path"].to_numpy()[rng.choice(count, size=min(sample, count), replace=False)]
+    for path in paths:
+        Path(path).read_bytes()
+    full_pixels = decoded_pixels = 0
+    started = time.perf_counter()
+    for path in paths:
+        with Image.open(path) as image:
+            full_pixels += image.width * image.height
+            image.draft("L", (1, 1))
+            image.load()
+            decoded_pixels += image.width * image.height
+    seconds = time.perf_counter() - started
+    return {
+        "photos": len(paths),
+        "ms_per_photo": seconds / max(len(paths), 1) * 1e3,
+        "pixel_share": decoded_pixels / max(full_pixels, 1),
+    }
+
+
 def this_stage(
     images: pd.DataFrame, settings: DedupSettings, workers: int
 ) -> tuple[pd.DataFrame, float, dict]:
@@ -186,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--naive-hash-sample", type=int, default=300, help="photos the sampled baseline hashes"
+    )
+    parser.add_argument(
+        "--floor-sample", type=int, default=600, help="photos the decode-only floor is timed on"
     )
     parser.add_argument(
         "--naive-pair-sample", type=int, default=2000, help="photos whose pairs it loops over"
@@ -242,6 +270,15 @@ def main(argv: list[str] | None = None) -> None:
         f"{naive['loop_seconds'] / max(stats['search_seconds'], 1e-6):.0f}x"
     )
     print(f"speed-up, whole stage (pixel check and grouping included): {naive_seconds / stage_seconds:.1f}x")
+    floor = decode_floor(images, args.floor_sample)
+    floor_seconds = floor["ms_per_photo"] / 1e3 * count / workers + stats["search_seconds"]
+    print(
+        f"floor: decoding alone at 1/8 scale {floor['ms_per_photo']:.3f} ms per photo per process "
+        f"({floor['photos']} photos), {count} photos on {workers} processes + the faiss search = "
+        f"{floor_seconds:.2f} s, so no hashing that decodes every photo beats "
+        f"{(naive['hash_seconds'] + naive['loop_seconds']) / floor_seconds:.1f}x "
+        f"(against the loop alone {naive['loop_seconds'] / floor_seconds:.1f}x) on {workers} processes"
+    )
     if naive_groups is None:
         print("groups not compared: the baseline was sampled")
         if truth is not None:

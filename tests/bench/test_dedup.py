@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from assets.dedup.phash import compute_image_hashes
-from bench.dedup import load_folders, main, naive_sampled
+from bench.dedup import decode_floor, load_folders, main, naive_sampled
 
 
 def test_the_sampled_baseline_scales_its_samples_to_every_photo_and_every_pair(tiny_dataset):
@@ -36,6 +36,16 @@ def test_the_bench_prints_the_hashing_and_search_ratio_with_a_sampled_baseline(t
     assert "speed-up, hashing + pair search" in out and "speed-up, pair search alone" in out
     assert "pairwise loop alone" in out
     assert "groups not compared" in out
+    assert "no hashing that decodes every photo beats" in out
+
+
+def test_the_decode_floor_decodes_a_sample_at_one_eighth_scale(tiny_dataset):
+    images, _ = load_folders([tiny_dataset])
+    floor = decode_floor(images, sample=12)
+    assert floor["photos"] == 12 and floor["ms_per_photo"] > 0
+    # 1/8 of each side: about 1/64 of the pixels (sides round up), far below the 1/4 a 1/2-scale decode keeps.
+    assert 1 / 64 <= floor["pixel_share"] < 1 / 40
+    assert decode_floor(images, sample=10**6)["photos"] == len(images)
 
 
 def test_below_the_threshold_the_whole_baseline_runs_and_the_groups_are_compared(tiny_dataset, capsys):
