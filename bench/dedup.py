@@ -9,6 +9,8 @@ photos in one run; the script prints both times and the ratios:
 - hashing + pair search (this stage's reduced-scale pHash and faiss search) against the baseline's hashing
   and pairwise loop, and against its pairwise loop alone (the issue-14 bar: >= 100x at full size);
 - the pair search alone (faiss against the Python loop), and the whole stage (its pixel check included);
+- the floor: decoding a sample at libjpeg's smallest scale with nothing else done, and the best ratio that any
+  hashing which decodes every photo could reach on the same processes (what bounds the first ratio);
 - how far the two methods' groups agree (and each one's precision/recall when the folders hold duplicates.csv).
 
 On a set larger than `--naive-full-below` photos (default 3,000; the full-size set has 33,320, whose 555
@@ -18,7 +20,7 @@ every pair of `--naive-pair-sample` photos' hashes (its time per pair times N (N
 the same whichever two hashes it compares). Groups are then not compared (the baseline has none).
 
     .venv/bin/python bench/dedup.py /tmp/synth05 [more data folders ...] [--workers N] [--max-distance 12]
-        [--naive-full-below 3000] [--naive-hash-sample 300] [--naive-pair-sample 2000]
+        [--naive-full-below 3000] [--naive-hash-sample 300] [--naive-pair-sample 2000] [--floor-sample 600]
 """
 
 from __future__ import annotations
