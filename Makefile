@@ -22,6 +22,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 # Every asset of the chain: not the experiment sweep (`make experiments`), whose partitions run only when asked for.
 CHAIN := not group:experiments
 JOBS ?= 2
+TEST_JOBS ?= auto
 
 .PHONY: install demo test ui review screenshots update experiments scaling lint data clean
 
@@ -50,9 +51,10 @@ demo: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster asset materialize -m pipelines.definitions --select '$(CHAIN)' -c configs/$(PROFILE).yaml
 	$(BIN)/flukeid outputs
 
-## make test: the test suite.
+## make test: the test suite, in one pytest-xdist worker per core up to 4 (most tests use one core; a test file
+## stays on one worker, so its module fixtures are built once).
 test: $(VENV)/.installed
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_JOBS) --maxprocesses 4 --dist loadfile
 
 ## make update: observe the data folder, materialize only what is stale or missing.
 update: $(VENV)/.installed $(DEMO_DATA)/train.csv $(DAGSTER_HOME)/dagster.yaml

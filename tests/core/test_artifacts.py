@@ -102,12 +102,12 @@ def _typing_problems(puts: dict, verb: str) -> list[str]:
 
 def _definition_name(definition) -> str:
     if isinstance(definition, AssetChecksDefinition):
-        return ",".join(key.name for key in definition.check_keys)
-    return ",".join(key.to_user_string() for key in definition.keys)
+        return ",".join(sorted(key.name for key in definition.check_keys))
+    # Sorted: the keys are a set, whose order changes with each process's hash seed (pytest-xdist's workers
+    # must collect the same ids).
+    return ",".join(sorted(key.to_user_string() for key in definition.keys))
 
 
-# The keypoints stage (another change in progress) still declares and registers its own FlukeKeypoints and reads
-# raw_images as a plain dict. Once it imports both from core.dagster_types, these pass: drop the marks.
 DEFINITIONS = [
     pytest.param(
         definition,
