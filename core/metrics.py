@@ -10,18 +10,27 @@ import pandas as pd
 from core.constants import NEW_WHALE, TOP
 
 
-def map_at_5(predictions: Sequence[Sequence[str]], truths: Sequence[str]) -> float:
+def map_at_5(
+    predictions: Sequence[Sequence[str]], truths: Sequence[str], weights: Sequence[float] | None = None
+) -> float:
     """Kaggle's MAP@5 with one true label per row: 1/position of the first correct label among the first five.
 
     Positions are those of the row as written (only the first five entries count). A label repeated within a row
     counts once, at its first occurrence: "once a correct label has been scored for an observation, additional
     predictions of that label are skipped" (the competition's evaluation page), so [A, A, B] scores 1/3 for B.
+    `weights`: one non-negative weight per row (a weighted mean: what a set with another mix of rows would score).
     """
     if len(predictions) != len(truths):
         raise ValueError(f"{len(predictions)} prediction rows for {len(truths)} truths")
     if not len(truths):
         return 0.0
-    return float(np.mean([average_precision_at_5(row, truth) for row, truth in zip(predictions, truths)]))
+    scores = np.array([average_precision_at_5(row, truth) for row, truth in zip(predictions, truths)])
+    if weights is None:
+        return float(scores.mean())
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    if len(w) != len(scores) or not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"weights must be {len(scores)} finite non-negative numbers, not all zero")
+    return float(np.dot(w, scores) / w.sum())
 
 
 def average_precision_at_5(row: Sequence[str], truth: str) -> float:

@@ -77,23 +77,33 @@ class MatchCalibrator:
         feature_names: Sequence[str] | None = None,
         transforms: Mapping[str, str] | None = None,
         regularisation: float = 1.0,
+        weights: np.ndarray | Sequence[float] | None = None,
     ) -> MatchCalibrator:
         """Fit on evidence rows and their truth (True: the candidate is the query's whale).
 
         `transforms` maps a feature name to a `TRANSFORMS` key (others stay as they are). Columns are
         standardised after the transform; a constant column gets scale 1 (it then contributes nothing).
+        `weights`: one per row (scikit-learn's sample weights), for pairs drawn in another mix than the one the
+        probabilities are for; the base rate is then the weighted share.
         """
         y = np.asarray(same, dtype=bool).ravel()
         x = _matrix(features, len(feature_names) if feature_names is not None else None)
         if len(x) != len(y):
             raise ValueError(f"{len(x)} evidence rows for {len(y)} truths")
+        w = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+        if w is not None and (len(w) != len(y) or not np.isfinite(w).all() or (w < 0).any()):
+            raise ValueError(f"weights must be {len(y)} finite non-negative numbers")
         names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(x.shape[1])]
         chosen = dict(transforms or {})
         unknown = sorted(set(chosen) - set(names)) + sorted(set(chosen.values()) - set(TRANSFORMS))
         if unknown:
             raise ValueError(f"unknown feature or transform {unknown}; transforms are {sorted(TRANSFORMS)}")
         model = cls(names, [chosen.get(name, "identity") for name in names], regularisation=regularisation)
-        model.pairs, model.base_rate = len(y), float(y.mean()) if len(y) else 0.0
+        model.pairs = len(y)
+        if len(y):
+            model.base_rate = (
+                float(np.average(y, weights=w)) if w is not None and w.sum() > 0 else float(y.mean())
+            )
         if len(y) == 0 or y.all() or not y.any():
             return model  # nothing to separate: the base rate is the honest answer
         from sklearn.linear_model import LogisticRegression  # only fitting needs scikit-learn
@@ -102,7 +112,7 @@ class MatchCalibrator:
         means, scales = z.mean(axis=0), z.std(axis=0)
         scales = np.where(scales > 1e-12, scales, 1.0)
         regression = LogisticRegression(C=regularisation, max_iter=1000)
-        regression.fit((z - means) / scales, y)
+        regression.fit((z - means) / scales, y, sample_weight=w)
         model.means, model.scales = means.tolist(), scales.tolist()
         model.coefficients = regression.coef_.ravel().tolist()
         model.intercept, model.fitted = float(regression.intercept_[0]), True
@@ -157,7 +167,8 @@ def cross_validated_probabilities(
     """Out-of-fold P(same) per pair: each pair is scored by a calibrator fitted without its query's pairs.
 
     `groups`: the query of each pair (GroupKFold keeps a query's pairs together). With fewer than two queries
-    nothing can be held out, and the pairs get the in-sample prediction. `fit_options` go to `MatchCalibrator.fit`.
+    nothing can be held out, and the pairs get the in-sample prediction. `fit_options` go to `MatchCalibrator.fit`
+    (`weights`, one per pair, are split with the pairs).
     """
     from sklearn.model_selection import GroupKFold
 
@@ -166,12 +177,16 @@ def cross_validated_probabilities(
     groups = np.asarray(groups).ravel()
     if not (len(x) == len(y) == len(groups)):
         raise ValueError(f"{len(x)} rows, {len(y)} truths and {len(groups)} groups")
+    weights = fit_options.pop("weights", None)
+    weights = None if weights is None else np.asarray(weights, dtype=np.float64).ravel()
     splits = min(folds, len(np.unique(groups)))
     if splits < 2:
-        return MatchCalibrator.fit(x, y, **fit_options).predict(x)
+        return MatchCalibrator.fit(x, y, weights=weights, **fit_options).predict(x)
     probabilities = np.zeros(len(y))
     for train, held_out in GroupKFold(n_splits=splits).split(x, y, groups):
-        probabilities[held_out] = MatchCalibrator.fit(x[train], y[train], **fit_options).predict(x[held_out])
+        part = None if weights is None else weights[train]
+        fitted = MatchCalibrator.fit(x[train], y[train], weights=part, **fit_options)
+        probabilities[held_out] = fitted.predict(x[held_out])
     return probabilities
 
 

@@ -26,6 +26,13 @@ def describe_outputs(storage_dir: str | None = None) -> str:
             else f"new_whale threshold {figures['threshold']:.3f}"
         )
         lines.append(f"validation MAP@5: {figures['map5']:.4f} ({how})")
+        mix = figures.get("test_mix")
+        if mix and mix.get("map5") is not None:
+            # The val fold holds one photo per whale; weighted to the test set's mix it predicts test MAP@5.
+            lines.append(
+                f"validation MAP@5 weighted to the test set's mix: {mix['map5']:.4f} (known whales by their "
+                f"photos, new_whale {mix['new_whale_share_target']:.0%})"
+            )
         lines.append(
             "baselines on the same fold: new_whale + most frequent "
             f"{baselines.get('new_whale_frequent', float('nan')):.4f}, "

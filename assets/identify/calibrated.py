@@ -66,15 +66,17 @@ def validate_calibrated(
     fill: Sequence[str],
     settings: MatchSettings,
     cache: KeyValueCache | None = None,
+    query_weights: np.ndarray | None = None,
 ) -> CalibratedRun:
-    """Match the val queries, fit the calibrator on their pairs, and decide with out-of-fold probabilities."""
+    """Match the val queries, fit the calibrator on their pairs, and decide with out-of-fold probabilities.
+    `query_weights`: the calibrator learns P(same) for queries in that mix (`assets.identify.mix`)."""
     started = time.perf_counter()
     matching = match_queries(query_features, query_embeddings, gallery, settings, cache)
-    probabilities = out_of_fold_probabilities(matching.evidence, truths)
+    probabilities = out_of_fold_probabilities(matching.evidence, truths, query_weights=query_weights)
     rows, new_whale = decide(matching.evidence, probabilities, len(query_features), fill)
     last, _ = decide(matching.evidence, probabilities, len(query_features), fill, new_whale_last=True)
     calibration = calibration_of(probabilities, same_whale(matching.evidence, truths))
-    calibrator = fit_calibrator(matching.evidence, truths)
+    calibrator = fit_calibrator(matching.evidence, truths, query_weights)
     seconds = time.perf_counter() - started
     return CalibratedRun(matching, probabilities, rows, new_whale, last, calibrator, calibration, seconds)
 

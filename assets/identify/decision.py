@@ -42,14 +42,30 @@ def same_whale(evidence: pd.DataFrame, truths: Sequence[str]) -> np.ndarray:
     return evidence["label"].to_numpy(dtype=object) == truth
 
 
-def fit_calibrator(evidence: pd.DataFrame, truths: Sequence[str]) -> MatchCalibrator:
+def pair_weights(evidence: pd.DataFrame, query_weights: np.ndarray | None) -> np.ndarray | None:
+    """Each pair weighs what its query weighs (None: unweighted)."""
+    if query_weights is None:
+        return None
+    return np.asarray(query_weights, dtype=np.float64)[evidence["query"].to_numpy()]
+
+
+def fit_calibrator(
+    evidence: pd.DataFrame, truths: Sequence[str], query_weights: np.ndarray | None = None
+) -> MatchCalibrator:
     return MatchCalibrator.fit(
-        evidence[FEATURES].to_numpy(np.float64), same_whale(evidence, truths), FEATURES, TRANSFORMS
+        evidence[FEATURES].to_numpy(np.float64),
+        same_whale(evidence, truths),
+        FEATURES,
+        TRANSFORMS,
+        weights=pair_weights(evidence, query_weights),
     )
 
 
-def out_of_fold_probabilities(evidence: pd.DataFrame, truths: Sequence[str], folds: int = 5) -> np.ndarray:
-    """P(same) of every pair from a calibrator fitted without its query's pairs."""
+def out_of_fold_probabilities(
+    evidence: pd.DataFrame, truths: Sequence[str], folds: int = 5, query_weights: np.ndarray | None = None
+) -> np.ndarray:
+    """P(same) of every pair from a calibrator fitted without its query's pairs (`query_weights`: one per
+    query, carried to its pairs)."""
     return cross_validated_probabilities(
         evidence[FEATURES].to_numpy(np.float64),
         same_whale(evidence, truths),
@@ -57,6 +73,7 @@ def out_of_fold_probabilities(evidence: pd.DataFrame, truths: Sequence[str], fol
         folds=folds,
         feature_names=FEATURES,
         transforms=TRANSFORMS,
+        weights=pair_weights(evidence, query_weights),
     )
 
 

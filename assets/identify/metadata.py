@@ -62,6 +62,7 @@ def report_metadata(run: ReportRun, seconds: float) -> dict:
         ),
         "seconds": round(seconds, 2),
         "summary": json_metadata(run.value["summary"]),
+        "test_mix": json_metadata(run.value["summary"].get("test_mix") or {}),
     }
     if run.by_weight:
         metadata["verification_weights"] = table_metadata(weights_table(run.by_weight))

@@ -77,6 +77,9 @@ def report_figures(run: ReportRun) -> dict:
         key: summary[key]
         for key in ("map5", "map5_known", "map5_new_whale", "map5_without_new_whale", "map5_without_crop")
     }
+    mix = summary.get("test_mix") or {}
+    figures["map5_test_mix"] = mix.get("map5")
+    figures["map5_known_test_mix"] = mix.get("map5_known")
     figures["threshold"] = round(summary["threshold"], 4)
     figures["baseline_new_whale_frequent"] = summary["baselines"]["new_whale_frequent"]
     figures["baseline_pixel_nn"] = summary["baselines"]["pixel_nn"]

@@ -138,3 +138,28 @@ def test_rank_with_new_whale_orders_by_probability_and_fills_to_five():
     for row in (rank_with_new_whale(candidates, p, fill) for p in (0.0, 0.25, 0.9)):
         assert len(row) == 5 and len(set(row)) == 5
     assert rank_with_new_whale([("a", 0.5), (NEW_WHALE, 0.9)], 0.1, [], top=5) == ["a", NEW_WHALE]
+
+
+def test_integer_weights_fit_as_repeated_pairs_would_and_move_the_base_rate():
+    features, same, _ = synthetic_pairs(800, seed=5)
+    repeats = np.where(same, 3, 1)  # the same-whale pairs weigh three times
+    weighted = MatchCalibrator.fit(features, same, weights=repeats.astype(float))
+    repeated = MatchCalibrator.fit(np.repeat(features, repeats, axis=0), np.repeat(same, repeats))
+    grid = np.column_stack([np.linspace(-3, 4, 15), np.zeros(15)])
+    # Standardisation uses the unweighted columns, so regularisation differs slightly: close, not equal.
+    assert np.abs(weighted.predict(grid) - repeated.predict(grid)).max() < 0.02
+    assert weighted.base_rate == pytest.approx(np.repeat(same, repeats).mean())
+    unweighted = MatchCalibrator.fit(features, same)
+    assert (weighted.predict(grid) > unweighted.predict(grid)).all()
+    with pytest.raises(ValueError, match="weights"):
+        MatchCalibrator.fit(features, same, weights=np.ones(3))
+    with pytest.raises(ValueError, match="weights"):
+        MatchCalibrator.fit(features, same, weights=-np.ones(len(same)))
+
+
+def test_cross_validated_probabilities_carry_each_pairs_weight_into_its_folds():
+    features, same, _ = synthetic_pairs(600, seed=6)
+    groups = np.arange(600) // 6
+    plain = cross_validated_probabilities(features, same, groups)
+    heavier_same = cross_validated_probabilities(features, same, groups, weights=np.where(same, 4.0, 1.0))
+    assert heavier_same.mean() > plain.mean() + 0.05

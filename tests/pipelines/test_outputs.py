@@ -24,3 +24,13 @@ def test_outputs_name_the_calibrated_decision_and_the_match_table(tmp_path):
     text = describe_outputs(str(tmp_path))
     assert "validation MAP@5: 0.9500 (calibrated P(same whale), ECE 0.012)" in text
     assert str(tmp_path / "matches.csv") in text
+    assert "weighted to the test set's mix" not in text  # a report from before the weighting
+
+
+def test_outputs_give_the_validation_figure_weighted_to_the_test_mix(tmp_path):
+    (tmp_path / "validation_report").mkdir()
+    mix = {"map5": 0.8123, "map5_known": 0.7, "new_whale_share_target": 0.389}
+    summary = {"map5": 0.66, "threshold": 3.2, "baselines": {}, "decision": {"ece": 0.01}, "test_mix": mix}
+    (tmp_path / "validation_report" / "summary.json").write_text(json.dumps(summary))
+    text = describe_outputs(str(tmp_path))
+    assert "validation MAP@5 weighted to the test set's mix: 0.8123" in text and "new_whale 39%" in text

@@ -98,6 +98,11 @@ def test_validation_report_end_to_end(world):
     assert summary["map5"] == summary["map5_embedding_only"]
     assert len(comparison_table(run)) == 5 and report_figures(run)["verification_weight"] == 0.0
     assert set(run.by_weight) == set(ReportSettings().verification_weights)
+    # Weighted to the test mix: known whales by their photos, new_whale to the kept train photos' share (6/22).
+    mix = summary["test_mix"]
+    assert mix["new_whale_share_target"] == pytest.approx(mix["new_whale_share_weighted"], abs=1e-4)
+    assert mix["new_whale_share"] == pytest.approx(3 / 9, abs=1e-4)
+    assert mix["map5_known"] == pytest.approx(1.0) and report_figures(run)["map5_test_mix"] == mix["map5"]
 
 
 def test_validation_report_reuses_verified_pairs_on_a_rerun(world, tmp_path):
