@@ -70,3 +70,10 @@ def copy_tiny_chain(chain: Path, target: Path) -> Path:
     for name in ("data", "storage", "dagster_home"):
         shutil.copytree(chain / name, target / name, symlinks=True)
     return target
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files holding `slow` tests first (each file keeping its order): pytest-xdist hands out whole files in
+    collection order, so the whole-chain files start at once on separate workers instead of last on one."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.path not in slow_files)
