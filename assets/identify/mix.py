@@ -15,11 +15,13 @@ that of the kept train photos (what an i.i.d. test set would hold); a user who k
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from core.constants import NEW_WHALE
+from core.metrics import map_at_5
 
 
 def expected_new_whale_share(training_manifest: pd.DataFrame) -> float:
@@ -55,8 +57,6 @@ def mix_weights(
             weights[new] = 1.0
         else:
             weights[new] = new_whale_share / (1.0 - new_whale_share) * known_total / new.sum()
-    if weights.sum() == 0:  # a share of 0 with new_whale queries only: nothing to weight, keep them equal
-        weights[:] = 1.0
     return weights * len(weights) / weights.sum()
 
 
@@ -86,3 +86,39 @@ def mix_statistics(truths: Sequence[str], gallery_photos: Sequence[int], weights
         if weighted
         else 0.0,
     }
+
+
+@dataclass(frozen=True)
+class QueryMix:
+    """The val queries' weights towards the test set's mix, and what they change."""
+
+    weights: np.ndarray
+    new_whale_share: float  # the share the weights give new_whale
+    statistics: dict
+
+    def figures(self, predictions: list[list[str]], truths: list[str]) -> dict:
+        """MAP@5 weighted to the test mix, overall and for known whales, with the mix's statistics."""
+        known = np.array([t != NEW_WHALE for t in truths])
+        known_map = None
+        if known.any() and self.weights[known].sum() > 0:
+            rows = [row for row, keep in zip(predictions, known) if keep]
+            known_map = round(map_at_5(rows, [t for t in truths if t != NEW_WHALE], self.weights[known]), 6)
+        return {
+            "map5": round(map_at_5(predictions, truths, self.weights), 6) if truths else 0.0,
+            "map5_known": known_map,
+            "new_whale_share_target": round(self.new_whale_share, 4),
+            **self.statistics,
+        }
+
+
+def query_mix(
+    queries: pd.DataFrame, training_manifest: pd.DataFrame, train_gallery: pd.DataFrame, share: float
+) -> QueryMix:
+    """Weights for `queries` (each known whale by its kept photos; new_whale to `share`, or to the kept train
+    photos' share when negative)."""
+    share = expected_new_whale_share(training_manifest) if share < 0 else share
+    photos = training_manifest.drop_duplicates("image").set_index("image")["individual_photos"]
+    truths = queries["truth"].tolist()
+    weights = mix_weights(truths, photos.reindex(queries["image"]).fillna(1).to_numpy(), share)
+    gallery_photos = train_gallery["label"].value_counts().reindex(queries["truth"]).fillna(0).to_numpy()
+    return QueryMix(weights, share, mix_statistics(truths, gallery_photos, weights))

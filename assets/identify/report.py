@@ -36,7 +36,7 @@ from assets.identify.identification import (
     identify,
 )
 from assets.identify.matching import MatchGallery, MatchSettings
-from assets.identify.mix import expected_new_whale_share, mix_statistics, mix_weights
+from assets.identify.mix import QueryMix, query_mix
 from assets.identify.tuning import Evaluation, evaluate, tune_identification
 from assets.identify.whole_images import load_whole_images, train_photo_paths
 from core.artifacts import FlukeKeypoints, FlukeTensors, GalleryIndex, RawImages, ValidationReport
@@ -126,42 +126,6 @@ def _subset_map(predictions: list[list[str]], truths: list[str], known: bool) ->
     if not chosen:
         return None
     return round(map_at_5([predictions[i] for i in chosen], [truths[i] for i in chosen]), 6)
-
-
-@dataclass(frozen=True)
-class QueryMix:
-    """The val queries' weights towards the test set's mix (`assets.identify.mix`), and what they change."""
-
-    weights: np.ndarray
-    new_whale_share: float  # the share the weights give new_whale
-    statistics: dict
-
-    def figures(self, predictions: list[list[str]], truths: list[str]) -> dict:
-        """MAP@5 weighted to the test mix, overall and for known whales, with the mix's statistics."""
-        known = np.array([t != NEW_WHALE for t in truths])
-        known_map = None
-        if known.any() and self.weights[known].sum() > 0:
-            rows = [row for row, keep in zip(predictions, known) if keep]
-            known_map = round(map_at_5(rows, [t for t in truths if t != NEW_WHALE], self.weights[known]), 6)
-        return {
-            "map5": round(map_at_5(predictions, truths, self.weights), 6) if truths else 0.0,
-            "map5_known": known_map,
-            "new_whale_share_target": round(self.new_whale_share, 4),
-            **self.statistics,
-        }
-
-
-def query_mix(
-    queries: pd.DataFrame, training_manifest: pd.DataFrame, train_gallery: pd.DataFrame, share: float
-) -> QueryMix:
-    """Weights for `queries` (each known whale by its kept photos; new_whale to `share`, or to the kept train
-    photos' share when negative)."""
-    share = expected_new_whale_share(training_manifest) if share < 0 else share
-    photos = training_manifest.drop_duplicates("image").set_index("image")["individual_photos"]
-    truths = queries["truth"].tolist()
-    weights = mix_weights(truths, photos.reindex(queries["image"]).fillna(1).to_numpy(), share)
-    gallery_photos = train_gallery["label"].value_counts().reindex(queries["truth"]).fillna(0).to_numpy()
-    return QueryMix(weights, share, mix_statistics(truths, gallery_photos, weights))
 
 
 def report_value(

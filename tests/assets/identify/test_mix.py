@@ -4,8 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from assets.identify.mix import expected_new_whale_share, mix_statistics, mix_weights
-from assets.identify.report import query_mix
+from assets.identify.mix import expected_new_whale_share, mix_statistics, mix_weights, query_mix
 from core.constants import NEW_WHALE
 from core.metrics import map_at_5
 
