@@ -60,31 +60,26 @@ def mix_weights(
     return weights * len(weights) / weights.sum()
 
 
+def _share(values: np.ndarray, weights: np.ndarray | None = None, digits: int = 4) -> float:
+    """The (weighted) mean of `values`, rounded; 0.0 where there is nothing (or no weight) to average."""
+    if not len(values) or (weights is not None and weights.sum() <= 0):
+        return 0.0
+    return round(float(np.average(values, weights=weights)), digits)
+
+
 def mix_statistics(truths: Sequence[str], gallery_photos: Sequence[int], weights: np.ndarray) -> dict:
     """What the weighting changes: the new_whale share and the known whales' gallery photos, as drawn and
     weighted."""
-    truth = np.asarray(truths, dtype=object)
-    known = truth != NEW_WHALE
-    gallery = np.asarray(gallery_photos, dtype=np.float64)[known]
-    known_weights = weights[known]
-    weighted = known_weights.sum() > 0
+    new = np.asarray(truths, dtype=object) == NEW_WHALE
+    gallery = np.asarray(gallery_photos, dtype=np.float64)[~new]
+    known_weights = weights[~new]
     return {
-        "new_whale_share": round(float(np.mean(~known)), 4) if len(truth) else 0.0,
-        "new_whale_share_weighted": round(float(weights[~known].sum() / weights.sum()), 4)
-        if len(truth)
-        else 0.0,
-        "known_gallery_photos_mean": round(float(gallery.mean()), 3) if len(gallery) else 0.0,
-        "known_gallery_photos_mean_weighted": round(
-            float(np.dot(known_weights, gallery) / known_weights.sum()), 3
-        )
-        if weighted
-        else 0.0,
-        "known_with_one_gallery_photo": round(float(np.mean(gallery == 1)), 4) if len(gallery) else 0.0,
-        "known_with_one_gallery_photo_weighted": round(
-            float(np.dot(known_weights, gallery == 1) / known_weights.sum()), 4
-        )
-        if weighted
-        else 0.0,
+        "new_whale_share": _share(new),
+        "new_whale_share_weighted": _share(new, weights),
+        "known_gallery_photos_mean": _share(gallery, digits=3),
+        "known_gallery_photos_mean_weighted": _share(gallery, known_weights, digits=3),
+        "known_with_one_gallery_photo": _share(gallery == 1),
+        "known_with_one_gallery_photo_weighted": _share(gallery == 1, known_weights),
     }
 
 
