@@ -193,6 +193,22 @@ class FlukeKeypoints(TypedDict):
     ...), so a reader can rebuild the frame the points are in (`models.keypoints.box_image`)."""
 
 
+OUTLINE_INDEX_COLUMNS = ["image", "split", "row", "traced", "reason"]
+"""`fluke_outlines["index"]`: one row per accepted photo (in `raw_images["images"]` order): its name and split, its
+row of `edges`, whether its trailing edge was traced, and why not (empty when traced)."""
+
+
+class FlukeOutlines(TypedDict):
+    """The value of `fluke_outlines`: every photo's trailing edge (`models.outline`), one row per photo."""
+
+    edges: np.ndarray
+    """float32 N x `models.outline.EDGE_SAMPLES`: heights in box widths, up positive; all NaN where not traced."""
+    index: pd.DataFrame
+    """Which row is which photo (`OUTLINE_INDEX_COLUMNS`)."""
+    settings: dict
+    """JSON: the `models.outline.OutlineSettings` that traced the edges."""
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # embedding_model (train)
 
@@ -372,6 +388,7 @@ ARTIFACT_TYPES: dict[str, type] = {
     "fluke_detector": FlukeDetector,
     "fluke_tensors": FlukeTensors,
     "fluke_keypoints": FlukeKeypoints,
+    "fluke_outlines": FlukeOutlines,
     "embedding_model": EmbeddingModel,
     "gallery_index": GalleryIndex,
     "validation_report": ValidationReport,

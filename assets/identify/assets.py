@@ -55,6 +55,7 @@ from core.dagster_types import (
     DuplicateGroups,
     EmbeddingModel,
     FlukeKeypoints,
+    FlukeOutlines,
     FlukeTensors,
     GalleryIndex,
     RawImages,
@@ -229,7 +230,7 @@ class ValidationReportConfig(Config):
 
 
 @asset(
-    code_version=asset_version("validation_report", "validation_report-5"),
+    code_version=asset_version("validation_report", "validation_report-6"),
     group_name="identify",
     description="MAP@5 on the held-out fold, the tuned new_whale threshold, per-rank statistics and baselines.",
 )
@@ -245,6 +246,7 @@ def validation_report(
     training_manifest: pd.DataFrame,
     raw_images: RawImages,
     fluke_keypoints: FlukeKeypoints,
+    fluke_outlines: FlukeOutlines,
 ) -> Output[ValidationReport]:
     started = time.perf_counter()
     settings = config.settings()
@@ -262,6 +264,7 @@ def validation_report(
         cache,
         fluke_keypoints,
         match_cache(storage.cache_dir),
+        fluke_outlines,
     )
     if run.dropped:
         context.log.warning(f"{run.dropped} val photos have no tensor and are not evaluated")
@@ -317,16 +320,17 @@ class SubmissionConfig(Config):
     name="submission",
     outs={
         # -4: photos decided in review are answered by their decision; review-created ids are new_whale.
+        # -5: the trailing edge (fluke_outlines) is a third candidate generator and two evidence columns.
         # submission.csv follows the data's layout (`image,predictions`, `new_individual` for Happywhale's).
         # The photos of one encounter are identified together (`pool_encounters`).
         "submission": AssetOut(
-            code_version=asset_version("submission", "submission-4"),
+            code_version=asset_version("submission", "submission-5"),
             group_name="identify",
             description="Kaggle-format submission: five labels per test photo; also at "
             "$FLUKEID_STORAGE_DIR/submission.csv.",
         ),
         "submission_matches": AssetOut(
-            code_version=asset_version("submission_matches", "submission_matches-1"),
+            code_version=asset_version("submission_matches", "submission_matches-2"),
             group_name="identify",
             description="The submission's companion: per test photo and rank, the label, its probability and "
             "evidence (empty without a calibrated decision); also matches.parquet/.csv in the storage folder.",
@@ -345,6 +349,7 @@ def submission(
     duplicate_groups: DuplicateGroups,
     raw_images: RawImages,
     fluke_keypoints: FlukeKeypoints,
+    fluke_outlines: FlukeOutlines,
 ) -> Iterator[Output]:
     started = time.perf_counter()
     settings = config.settings()
@@ -363,6 +368,7 @@ def submission(
         caches[0],
         fluke_keypoints,
         caches[1],
+        fluke_outlines,
     )
     target = storage.root / "submission.csv"
     write_submission_csv(run.value, target, data_layout(raw_images))

@@ -1,5 +1,5 @@
-"""The calibrated path (issue 13), shared by `validation_report` and `submission`: box keypoints -> candidates from
-two generators -> RANSAC evidence -> P(same whale) -> rows with new_whale placed by probability.
+"""The calibrated path (issue 13), shared by `validation_report` and `submission`: box keypoints (and trailing edges)
+-> candidates from two or three generators -> RANSAC evidence -> P(same whale) -> rows with new_whale placed by probability.
 
 Validation runs it on the val fold against the train fold's known photos, fits the calibrator and scores its
 out-of-fold probabilities; the submission runs the same matching on the test photos against every known photo
@@ -67,11 +67,15 @@ def validate_calibrated(
     settings: MatchSettings,
     cache: KeyValueCache | None = None,
     query_weights: np.ndarray | None = None,
+    query_edges: np.ndarray | None = None,
 ) -> CalibratedRun:
     """Match the val queries, fit the calibrator on their pairs, and decide with out-of-fold probabilities.
-    `query_weights`: the calibrator learns P(same) for queries in that mix (`assets.identify.mix`)."""
+    `query_weights`: the calibrator learns P(same) for queries in that mix (`assets.identify.mix`);
+    `query_edges`: the queries' trailing edges (with the gallery's, a third candidate generator)."""
     started = time.perf_counter()
-    matching = match_queries(query_features, query_embeddings, gallery, settings, cache)
+    matching = match_queries(
+        query_features, query_embeddings, gallery, settings, cache, query_edges=query_edges
+    )
     probabilities = out_of_fold_probabilities(matching.evidence, truths, query_weights=query_weights)
     rows, new_whale = decide(matching.evidence, probabilities, len(query_features), fill)
     last, _ = decide(matching.evidence, probabilities, len(query_features), fill, new_whale_last=True)
@@ -89,10 +93,13 @@ def apply_calibrated(
     fill: Sequence[str],
     settings: MatchSettings,
     cache: KeyValueCache | None = None,
+    query_edges: np.ndarray | None = None,
 ) -> CalibratedRun:
     """Match the queries and decide with the calibrator validation fitted."""
     started = time.perf_counter()
-    matching = match_queries(query_features, query_embeddings, gallery, settings, cache)
+    matching = match_queries(
+        query_features, query_embeddings, gallery, settings, cache, query_edges=query_edges
+    )
     probabilities = calibrator.predict(matching.evidence[list(calibrator.feature_names)].to_numpy(np.float64))
     rows, new_whale = decide(matching.evidence, probabilities, len(query_features), fill)
     last, _ = decide(matching.evidence, probabilities, len(query_features), fill, new_whale_last=True)
@@ -106,6 +113,7 @@ def recall_table(matching: Matching, truths: Sequence[str]) -> pd.DataFrame:
     generators = {
         "embedding": matching.embedding_rankings,
         "keypoint votes": matching.vote_rankings,
+        **({"trailing edge": matching.edge_rankings} if matching.edge_rankings is not None else {}),
         "fused (verified)": matching.fused_rankings,
     }
     records = []

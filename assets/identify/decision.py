@@ -30,7 +30,8 @@ from models.calibration import (
 FEATURES = [column for column in EVIDENCE_COLUMNS if column not in ("query", "label", "fused_rank")]
 # Long-tailed counts and ranks are compressed before standardising (the prototype's choice: log1p).
 TRANSFORMS = {
-    name: "log1p" for name in ("vote_score", "vote_rank", "embedding_rank", "inliers", "query_top_vote")
+    name: "log1p"
+    for name in ("vote_score", "vote_rank", "embedding_rank", "inliers", "query_top_vote", "edge_rank")
 }
 NEW_WHALE_RULE = "product"
 MATCH_COLUMNS = ["image", "rank", "label", "probability", *FEATURES]

@@ -1,10 +1,14 @@
 """Candidates that do not lose the whale, and the evidence on each (issue 13).
 
-Follow one query photo: two independent generators rank the known individuals for it.
+Follow one query photo: three independent generators rank the known individuals for it.
 - The embedding: the individuals of its nearest gallery photos by embedding similarity (faiss).
 - Keypoint votes: every RootSIFT descriptor of every gallery photo's fluke box sits in one faiss index; each of
   the query's descriptors votes for the individuals of its nearest gallery descriptors (LNBNN, as HotSpotter
   does; `models.keypoint_votes`). A pattern seen before is found even where the embedding ranks it low.
+- The trailing edge (when the gallery and the queries have `fluke_outlines`): the individuals of the gallery
+  photos whose traced edge is nearest the query's or its mirror image (`models.outline`). It reads the outline,
+  not the pattern, so it finds whales whose gallery photos show little of the pattern (dorsal side, backlit,
+  washed out, small or blurred).
 Their rankings are fused (reciprocal rank), the first `candidates` individuals are verified by RANSAC on the
 same box keypoints (each candidate's `photos` gallery photos with most votes, then the most similar ones), and
 each (query, candidate) pair gets one row of evidence. `decision` turns the evidence into P(same whale).
@@ -24,6 +28,7 @@ import pandas as pd
 from core.caches import KeyValueCache, cached_map
 from core.digests import stable_digest
 from models.keypoint_votes import DescriptorVotes, Votes, VoteSettings, fuse_candidates
+from models.outline import edge_rankings as rank_by_edges
 from models.retrieval import exact_index, search
 from models.verification import LocalFeatures, count_inliers, one_library_thread
 
@@ -42,6 +47,8 @@ EVIDENCE_COLUMNS = [
     "inliers",
     "inlier_share",
     "query_top_vote",
+    "edge_rank",
+    "edge_share",
 ]
 
 
@@ -87,6 +94,9 @@ class MatchGallery:
     features: Sequence[LocalFeatures]
     labels: list[str]
     embeddings: np.ndarray  # float32 N x D, L2-normalised
+    edges: np.ndarray | None = (
+        None  # float32 N x EDGE_SAMPLES traced trailing edges (NaN rows: none); None: unused
+    )
 
     def votes_index(self, settings: MatchSettings) -> DescriptorVotes:
         descriptors = [f.descriptors for f in self.features]
@@ -104,6 +114,7 @@ class Matching:
     vote_rankings: list[list[str]]
     fused_rankings: list[list[str]]
     stats: dict = field(default_factory=dict)
+    edge_rankings: list[list[str]] | None = None  # None: the trailing edge took no part
 
 
 def embedding_rankings(
@@ -145,8 +156,10 @@ def candidate_rows(
     rows_of: dict,
     inliers: dict[tuple[int, int], int],
     photos: dict[str, list[int]],
+    edged: Sequence[tuple[str, float]] = (),
 ) -> list[dict]:
-    """The evidence rows of one query's candidates."""
+    """The evidence rows of one query's candidates (`edged`: the query's trailing-edge ranking, (individual,
+    distance) nearest first; empty without one)."""
     vote_scores = votes.as_dict()
     vote_rank = {label: r for r, label in enumerate(votes.ranking())}
     embedding_rank = {label: r for r, (label, _, _) in enumerate(embedded)}
@@ -154,6 +167,9 @@ def candidate_rows(
     top_vote = float(votes.scores[0]) if len(votes.scores) else 0.0
     best = {label: max((inliers[(query, p)] for p in photos[label]), default=0) for label in candidates}
     best_inliers = max(best.values(), default=0)
+    edge_rank = {label: r for r, (label, _) in enumerate(edged)}
+    edge_distance = dict(edged)
+    nearest_edge = edged[0][1] if edged else 0.0
     rows = []
     for rank, label in enumerate(candidates):
         if label not in similarity:  # outside the embedding's neighbours: its best photo, computed here
@@ -171,9 +187,22 @@ def candidate_rows(
                 "inliers": best[label],
                 "inlier_share": best[label] / best_inliers if best_inliers > 0 else 0.0,
                 "query_top_vote": top_vote,
+                "edge_rank": edge_rank.get(label, len(edge_rank)),
+                # the query's nearest edge distance over this candidate's: 1 for the nearest, 0 when not found
+                "edge_share": edge_share(nearest_edge, edge_distance.get(label)),
             }
         )
     return rows
+
+
+def edge_share(nearest: float, distance: float | None) -> float:
+    """How close a candidate's edge is relative to the query's nearest: nearest / distance in [0, 1] (1 when both
+    are 0), 0 for a candidate the edge ranking did not find."""
+    if distance is None:
+        return 0.0
+    if distance <= 0.0:
+        return 1.0
+    return float(min(1.0, nearest / distance))
 
 
 def count_pair_inliers(
@@ -214,19 +243,29 @@ def match_queries(
     settings: MatchSettings = MatchSettings(),
     inlier_cache: KeyValueCache | None = None,
     exclude: Sequence[int | None] | None = None,
+    query_edges: np.ndarray | None = None,
 ) -> Matching:
     """Candidates and evidence for every query (`exclude[q]`: a gallery photo query q must not match, e.g.
-    itself)."""
+    itself). The trailing edge takes part when both `query_edges` and the gallery's edges are given."""
     started = time.perf_counter()
     rows_of = {label: np.flatnonzero(np.asarray(gallery.labels) == label) for label in set(gallery.labels)}
     votes = gallery.votes_index(settings).vote([f.descriptors for f in query_features], exclude=exclude)
     embedded = embedding_rankings(query_embeddings, gallery, settings.embedding_neighbours)
+    use_edges = query_edges is not None and gallery.edges is not None
+    edged = (
+        rank_by_edges(
+            query_edges, gallery.edges, gallery.labels, settings.embedding_neighbours, exclude=exclude
+        )
+        if use_edges
+        else [[] for _ in range(len(query_features))]
+    )
     voted = time.perf_counter()
     emb_rankings = [[label for label, _, _ in ranking] for ranking in embedded]
     vote_rankings = [v.ranking() for v in votes]
+    edge_rankings = [[label for label, _ in ranking] for ranking in edged]
     fused = [
-        fuse_candidates([e, v], settings.depth)[: settings.candidates]
-        for e, v in zip(emb_rankings, vote_rankings)
+        fuse_candidates([e, v, g] if use_edges else [e, v], settings.depth)[: settings.candidates]
+        for e, v, g in zip(emb_rankings, vote_rankings, edge_rankings)
     ]
     photos = [
         {
@@ -241,7 +280,16 @@ def match_queries(
         row
         for q in range(len(fused))
         for row in candidate_rows(
-            q, fused[q], votes[q], embedded[q], query_embeddings[q], gallery, rows_of, inliers, photos[q]
+            q,
+            fused[q],
+            votes[q],
+            embedded[q],
+            query_embeddings[q],
+            gallery,
+            rows_of,
+            inliers,
+            photos[q],
+            edged[q],
         )
     ]
     evidence = pd.DataFrame(rows, columns=EVIDENCE_COLUMNS)
@@ -254,4 +302,12 @@ def match_queries(
         "candidate_seconds": round(voted - started, 3),
         "verify_seconds": round(time.perf_counter() - voted, 3),
     }
-    return Matching(evidence, emb_rankings, vote_rankings, [list(f) for f in fused], stats)
+    stats["edge_queries"] = int(sum(1 for ranking in edged if ranking)) if use_edges else 0
+    return Matching(
+        evidence,
+        emb_rankings,
+        vote_rankings,
+        [list(f) for f in fused],
+        stats,
+        edge_rankings if use_edges else None,
+    )

@@ -64,7 +64,9 @@ def draw_recall(ax, recall: pd.DataFrame) -> None:
     """Recall@k of each candidate generator over known-whale queries: how often the whale is in the first k."""
     columns = [c for c in recall.columns if c.startswith("recall@")]
     ks = [int(c.split("@")[1]) for c in columns]
-    for (_, row), colour in zip(recall.iterrows(), ("#86bbd8", "#f6ae2d", "#33658a")):
+    colours = {"embedding": "#86bbd8", "keypoint votes": "#f6ae2d", "trailing edge": "#758e4f"}
+    for _, row in recall.iterrows():
+        colour = colours.get(row["generator"], "#33658a")  # the fusion and anything else: the darkest
         ax.plot(ks, [row[c] for c in columns], marker="o", color=colour, label=row["generator"])
     ax.set_xscale("log")
     ax.set_xticks(ks, [str(k) for k in ks])

@@ -39,10 +39,18 @@ from assets.identify.matching import MatchGallery, MatchSettings
 from assets.identify.mix import QueryMix, query_mix
 from assets.identify.tuning import Evaluation, evaluate, tune_identification
 from assets.identify.whole_images import load_whole_images, train_photo_paths
-from core.artifacts import FlukeKeypoints, FlukeTensors, GalleryIndex, RawImages, ValidationReport
+from core.artifacts import (
+    FlukeKeypoints,
+    FlukeOutlines,
+    FlukeTensors,
+    GalleryIndex,
+    RawImages,
+    ValidationReport,
+)
 from core.constants import NEW_WHALE
 from core.metrics import map_at_5, rank_statistics
 from models.baselines import frequent_whale_baseline, pixel_vectors
+from models.outline import edges_of
 from models.verification import InlierCache, VerificationSettings
 
 QUERY_COLUMNS = ["image", "label", "truth", "gallery_row", "tensor_row"]
@@ -249,9 +257,10 @@ def validate(
     inlier_cache: InlierCache | None = None,
     keypoints: FlukeKeypoints | None = None,
     match_cache: InlierCache | None = None,
+    outlines: FlukeOutlines | None = None,
 ) -> ReportRun:
     """The validation report: the val fold identified against the train fold, tuned, and compared; with
-    `keypoints`, decided by the calibrated path."""
+    `keypoints`, decided by the calibrated path (with `outlines`, the trailing edge is one of its generators)."""
     tensors = fluke_tensors["tensors"]
     embeddings = np.asarray(gallery_index["embeddings"], dtype=np.float32)
     train_gallery, queries = validation_split(
@@ -283,7 +292,16 @@ def validate(
     if keypoints is not None and settings.calibrated and not train_gallery.empty:
         weights = mix.weights if settings.calibrate_on_test_mix else None
         calibrated, exhaustive = calibrated_validation(
-            queries, train_gallery, gallery, identification, keypoints, truths, settings, match_cache, weights
+            queries,
+            train_gallery,
+            gallery,
+            identification,
+            keypoints,
+            truths,
+            settings,
+            match_cache,
+            weights,
+            outlines,
         )
         main = decided_evaluation(calibrated, truths, threshold_path)
         decision = decision_summary(calibrated, exhaustive, settings.match, truths)
@@ -338,15 +356,26 @@ def calibrated_validation(
     settings: ReportSettings,
     cache: InlierCache | None,
     query_weights: np.ndarray | None = None,
+    outlines: FlukeOutlines | None = None,
 ) -> tuple[CalibratedRun, ExhaustiveBaseline | None]:
     """The calibrated path on the val fold (the train fold's known photos as gallery, in `gallery`'s order),
     and the exhaustive classical matcher on a sample of the same queries."""
-    query_features = photo_features(keypoints, queries["image"].tolist(), "train")
-    gallery_features = photo_features(keypoints, train_gallery["image"].tolist(), "train")
-    matched = MatchGallery(gallery_features, gallery.labels, gallery.embeddings)
+    query_images, gallery_images = queries["image"].tolist(), train_gallery["image"].tolist()
+    query_features = photo_features(keypoints, query_images, "train")
+    gallery_features = photo_features(keypoints, gallery_images, "train")
+    gallery_edges = edges_of(outlines, gallery_images, "train")
+    matched = MatchGallery(gallery_features, gallery.labels, gallery.embeddings, gallery_edges)
     fill = identification.fill_labels
     run = validate_calibrated(
-        query_features, identification.embeddings, matched, truths, fill, settings.match, cache, query_weights
+        query_features,
+        identification.embeddings,
+        matched,
+        truths,
+        fill,
+        settings.match,
+        cache,
+        query_weights,
+        edges_of(outlines, query_images, "train"),
     )
     exhaustive = exhaustive_baseline(
         query_features, matched, truths, run.rows, fill, settings.match, settings.exhaustive_sample

@@ -117,6 +117,8 @@ def decision_figures(run: ReportRun) -> dict:
         "matched_pairs": decision["costs"]["pairs"],
         "matched_pairs_from_cache": decision["costs"]["pairs_from_cache"],
     }
+    if "trailing edge" in recall:
+        figures["recall@20_trailing_edge"] = recall["trailing edge"]["recall@20"]
     if decision["exhaustive"]:
         exhaustive = decision["exhaustive"]
         figures["exhaustive_map5"] = exhaustive["map5"]

@@ -26,6 +26,7 @@ from core.artifacts import (
     SUBMISSION_COLUMNS,
     DuplicateGroups,
     FlukeKeypoints,
+    FlukeOutlines,
     FlukeTensors,
     GalleryIndex,
     RawImages,
@@ -36,6 +37,7 @@ from core.formats import KAGGLE2019, Layout, layout_named
 from core.metrics import rank_statistics
 from models.baselines import frequent_whale_row
 from models.calibration import MatchCalibrator
+from models.outline import edges_of
 from models.retrieval import most_frequent_labels
 from models.verification import InlierCache
 
@@ -159,10 +161,11 @@ def make_submission(
     inlier_cache: InlierCache | None = None,
     keypoints: FlukeKeypoints | None = None,
     match_cache: InlierCache | None = None,
+    outlines: FlukeOutlines | None = None,
 ) -> SubmissionRun:
     """Every test photo identified against the whole gallery with what validation chose (the calibrated decision
-    when validation made one and keypoints are given), then duplicates first and fallback rows for photos
-    without a crop."""
+    when validation made one and keypoints are given; `outlines`: the trailing edge as validation used it), then
+    duplicates first and fallback rows for photos without a crop."""
     photos = submission_images(raw_images)
     accepted = photos.loc[photos["accepted"], "image"]
     rows = tensor_rows(fluke_tensors["index"], accepted, "test")
@@ -185,7 +188,7 @@ def make_submission(
     decision = validation_summary.get("decision")
     if decision and keypoints is not None:
         calibrated = calibrated_test(
-            query_images, gallery_index, gallery, identification, keypoints, decision, match_cache
+            query_images, gallery_index, gallery, identification, keypoints, decision, match_cache, outlines
         )
         if settings.pool_encounters:  # `assets.identify.encounters`: one encounter, one pooled row
             encounters = raw_images.get("encounters")
@@ -209,11 +212,15 @@ def calibrated_test(
     keypoints: FlukeKeypoints,
     decision: dict,
     cache: InlierCache | None,
+    outlines: FlukeOutlines | None = None,
 ) -> CalibratedRun:
     """The calibrated path on the test photos against every known photo, with validation's calibrator."""
     gallery_images = gallery_index["gallery"]["image"].tolist()
     matched = MatchGallery(
-        photo_features(keypoints, gallery_images, "train"), gallery.labels, gallery.embeddings
+        photo_features(keypoints, gallery_images, "train"),
+        gallery.labels,
+        gallery.embeddings,
+        edges_of(outlines, gallery_images, "train"),
     )
     return apply_calibrated(
         photo_features(keypoints, query_images, "test"),
@@ -223,6 +230,7 @@ def calibrated_test(
         identification.fill_labels,
         MatchSettings.from_dict(decision["matching"]),
         cache,
+        edges_of(outlines, query_images, "test"),
     )
 
 

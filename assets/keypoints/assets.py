@@ -1,4 +1,5 @@
-"""Dagster side of the keypoints stage: `fluke_keypoints`, its check, its config and metadata."""
+"""Dagster side of the keypoints stage: `fluke_keypoints` and `fluke_outlines` (the local features of every photo's
+fluke box: keypoints and the trailing edge), their checks, configs and metadata."""
 
 from dataclasses import fields
 from functools import partial
@@ -10,6 +11,7 @@ from dagster import (
     AssetIn,
     Config,
     DataVersion,
+    MetadataValue,
     Output,
     asset,
     asset_check,
@@ -22,13 +24,17 @@ from assets.keypoints.features import (
     keypoint_cache,
     keypoint_problems,
 )
-from assets.keypoints.sheets import keypoint_sheet
-from core.dagster_types import FlukeKeypoints, RawImages
+from assets.keypoints.outlines import CODE_VERSION as OUTLINES_CODE_VERSION
+from assets.keypoints.outlines import outline_problems, trace_outlines
+from assets.keypoints.sheets import keypoint_sheet, outline_sheet
+from core.caches import ArrayCache
+from core.dagster_types import FlukeKeypoints, FlukeOutlines, RawImages
 from core.digests import content_version
 from core.profiles import asset_version
 from core.reporting import figure_metadata, image_metadata
 from core.resources import FlukeData, FlukeStorage
 from models.keypoints import KeypointSettings
+from models.outline import OutlineSettings
 
 FEW_KEYPOINTS = 20  # a photo with fewer can hardly be verified (a homography needs a good share of inliers)
 
@@ -143,3 +149,96 @@ def fluke_keypoints_complete(fluke_keypoints: FlukeKeypoints, raw_images: RawIma
     return AssetCheckResult(
         passed=problems["missing"] == 0 and problems["tiled"] and problems["shapes"], metadata=problems
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fluke_outlines
+
+
+class FlukeOutlinesConfig(Config):
+    """Where the trailing edge is traced (the fluke box plus margins, resized to a width);
+    `models.outline.OutlineSettings`."""
+
+    width: int = Field(default=OutlineSettings.width, ge=64, le=1024, description="pixels across the box")
+    side: float = Field(
+        default=OutlineSettings.side, ge=0.0, le=0.5, description="added left and right, share of the width"
+    )
+    above: float = Field(
+        default=OutlineSettings.above,
+        ge=0.05,
+        le=1.0,
+        description="added above, share of the height: the water GrabCut learns the background from",
+    )
+    below: float = Field(default=OutlineSettings.below, ge=0.0, le=0.5, description="added below")
+    iterations: int = Field(default=OutlineSettings.iterations, ge=1, le=20, description="GrabCut iterations")
+    min_columns: float = Field(
+        default=OutlineSettings.min_columns,
+        gt=0.0,
+        le=1.0,
+        description="share of the box's columns the fluke must reach, else the trace is refused",
+    )
+    workers: int = Field(
+        default=0, ge=0, description="worker processes; 0 means FLUKEID_WORKERS or all cores"
+    )
+
+    def settings(self) -> OutlineSettings:
+        return OutlineSettings(**{name: getattr(self, name) for name in OutlineSettings.__dataclass_fields__})
+
+
+@asset(
+    code_version=asset_version("fluke_outlines", OUTLINES_CODE_VERSION),
+    group_name="detect",
+    description="The trailing edge of every photo's fluke (GrabCut in the box, the fluke's upper boundary): one "
+    "row of heights per photo, NaN where it could not be traced, and the reason.",
+)
+def fluke_outlines(
+    config: FlukeOutlinesConfig,
+    data: FlukeData,
+    storage: FlukeStorage,
+    raw_images: RawImages,
+    fluke_boxes: pd.DataFrame,
+) -> Output[FlukeOutlines]:
+    settings = config.settings()
+    stats: dict = {}
+    value = trace_outlines(
+        raw_images["images"],
+        fluke_boxes,
+        data.root,
+        settings,
+        cache=ArrayCache(storage.cache_dir("fluke_outlines")),
+        workers=config.workers or None,
+        stats=stats,
+    )
+    metadata = outlines_metadata(value, stats)
+    if value["index"]["traced"].any():
+        sheet = outline_sheet(raw_images["images"], fluke_boxes, value, data.root, settings)
+        metadata["outline_sheet"] = image_metadata(
+            sheet, "Does the red line follow each fluke's trailing edge? Tracing windows, edges in red"
+        )
+    return Output(value, metadata=metadata, data_version=DataVersion(content_version(value)))
+
+
+def outlines_metadata(value: FlukeOutlines, stats: dict) -> dict:
+    index = value["index"]
+    reasons = index.loc[~index["traced"], "reason"].value_counts()
+    return {
+        "photos": int(len(index)),
+        "traced": int(index["traced"].sum()),
+        "traced_share": round(float(index["traced"].mean()) if len(index) else 0.0, 4),
+        "not_traced": MetadataValue.json({str(k): int(v) for k, v in reasons.items()}),
+        "computed": int(stats["computed"]),
+        "cached": int(stats["cached"]),
+        "seconds": round(stats["seconds"], 2),
+        "photos_per_second": round(stats["computed"] / max(stats["trace_seconds"], 1e-9), 1),
+    }
+
+
+@asset_check(
+    asset=fluke_outlines,
+    additional_ins={"raw_images": AssetIn("raw_images")},
+    description="Every accepted photo has an index row pointing inside the edges, its traced flag true to it.",
+)
+def fluke_outlines_complete(fluke_outlines: FlukeOutlines, raw_images: RawImages) -> AssetCheckResult:
+    problems = outline_problems(fluke_outlines, raw_images["images"])
+    passed = problems["missing"] == 0 and problems["rows_inside"] and problems["traced_flags_agree"]
+    return AssetCheckResult(passed=passed and problems["shape_ok"], metadata=problems)

@@ -33,6 +33,16 @@ def no_keypoints(images: pd.DataFrame) -> dict:
     }
 
 
+def no_outlines(images: pd.DataFrame) -> dict:
+    """A `core.artifacts.FlukeOutlines` where no photo's trailing edge was traced: the edge generator then finds
+    nobody and the decision rests on the other evidence."""
+    from models.outline import EDGE_SAMPLES
+
+    index = images[["image", "split"]].reset_index(drop=True)
+    index = index.assign(row=np.arange(len(index), dtype=np.int64), traced=False, reason="no fluke box")
+    return {"edges": np.full((len(index), EDGE_SAMPLES), np.nan, np.float32), "index": index, "settings": {}}
+
+
 def untrained_model(history: pd.DataFrame) -> dict:
     """A whole `core.artifacts.EmbeddingModel` (its type check wants every part) of a small untrained network;
     only weights and config are read by the stage."""

@@ -5,7 +5,7 @@ generator's truth is on a check, not on the submission."""
 import pandas as pd
 import pytest
 
-from tests.assets.identify.stage_run import no_keypoints, run_stage, untrained_model
+from tests.assets.identify.stage_run import no_keypoints, no_outlines, run_stage, untrained_model
 from tests.assets.identify.world import duplicate_groups_of_world, make_world, truth_file
 
 
@@ -19,6 +19,7 @@ def upstream(world: dict) -> dict:
         "embedding_model": untrained_model(pd.DataFrame({"epoch": [1]})),
         "duplicate_groups": groups,
         "fluke_keypoints": no_keypoints(world["raw_images"]["images"]),
+        "fluke_outlines": no_outlines(world["raw_images"]["images"]),
     }
 
 

@@ -9,7 +9,7 @@ import pytest
 from assets.identify.checks import beats_frequent_whale_baseline, well_formed
 from core.constants import NEW_WHALE
 from tests.assets.identify.edge_world import edge_world
-from tests.assets.identify.stage_run import no_keypoints, run_stage, untrained_model
+from tests.assets.identify.stage_run import no_keypoints, no_outlines, run_stage, untrained_model
 
 
 def materialize_stage(work, known: set[str]) -> dict:
@@ -21,6 +21,7 @@ def materialize_stage(work, known: set[str]) -> dict:
         "embedding_model": untrained_model(pd.DataFrame({"epoch": pd.Series(dtype="int64")})),
         "duplicate_groups": world["duplicate_groups"],
         "fluke_keypoints": no_keypoints(world["raw_images"]["images"]),
+        "fluke_outlines": no_outlines(world["raw_images"]["images"]),
     }
     result = run_stage(upstream, world["root"], work / "storage")
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}

@@ -1,5 +1,6 @@
 """Candidates from embedding and keypoint votes, fused, with RANSAC evidence on each."""
 
+import numpy as np
 import pytest
 
 from assets.identify.matching import EVIDENCE_COLUMNS, MatchGallery, MatchSettings, match_queries
@@ -76,3 +77,46 @@ def test_queries_without_keypoints_still_get_candidates(world):
     )
     assert len(matching.evidence) > 0
     assert (matching.evidence["inliers"] == 0).all() and (matching.evidence["vote_score"] == 0).all()
+
+
+def whale_edges(world, seed: int = 5):
+    """A distinct trailing edge per whale (`tests.models.test_outline.shapes`), each photo's a noisy copy."""
+    from tests.models.test_outline import shapes
+
+    rng = np.random.default_rng(seed)
+    base = {f"w_{i}": edge for i, edge in enumerate(shapes(16, seed))}
+    gallery = np.stack(
+        [base[label] + rng.normal(0, 0.001, base[label].shape) for label in world["gallery_labels"]]
+    )
+    queries = np.stack(
+        [base.get(truth, base["w_15"]) + rng.normal(0, 0.001, base["w_0"].shape) for truth in world["truths"]]
+    )
+    return gallery.astype(np.float32), queries.astype(np.float32)
+
+
+def test_the_trailing_edge_finds_whales_that_neither_pattern_generator_does(world):
+    from models.verification import EMPTY
+
+    gallery_edges, query_edges = whale_edges(world)
+    known = [q for q, truth in enumerate(world["truths"]) if truth != NEW_WHALE]
+    # The pattern is unreadable (no keypoints) and the embedding weak: two candidates often miss the whale ...
+    features = [EMPTY] * len(known)
+    embeddings = world["query_embeddings"][known]
+    truths = [world["truths"][q] for q in known]
+    settings = MatchSettings(candidates=2, photos=1, workers=1)
+    without = match_queries(features, embeddings, gallery_of(world), settings)
+    assert without.edge_rankings is None and (without.evidence["edge_share"] == 0).all()
+    missed = sum(truth not in ranking for truth, ranking in zip(truths, without.fused_rankings))
+    assert missed > 0
+    # ... and the trailing edge puts every one of them among the candidates, nearest first.
+    gallery = MatchGallery(
+        world["gallery_features"], world["gallery_labels"], world["gallery_embeddings"], gallery_edges
+    )
+    found = match_queries(features, embeddings, gallery, settings, query_edges=query_edges[known])
+    assert [ranking[0] for ranking in found.edge_rankings] == truths
+    assert all(truth in ranking for truth, ranking in zip(truths, found.fused_rankings))
+    best = found.evidence[
+        found.evidence["label"] == np.asarray(truths, dtype=object)[found.evidence["query"]]
+    ]
+    assert (best["edge_rank"] == 0).all() and (best["edge_share"] == 1.0).all()
+    assert found.stats["edge_queries"] == len(known)
