@@ -8,7 +8,6 @@ from PIL import Image, ImageDraw
 from models.outline import (
     EDGE_SAMPLES,
     DescriptorSettings,
-    OutlineSettings,
     edge_descriptor,
     edge_descriptors,
     edge_rankings,
