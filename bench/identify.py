@@ -5,7 +5,8 @@ identify the same test photos against every known train photo:
 - baseline, the exhaustive matcher: RANSAC (ratio test, homography inliers) of the query against every gallery
   photo; individuals ranked by their best inliers, new_whale by an inlier threshold tuned on the same queries
   (which flatters it);
-- flukeid: keypoint votes over one faiss index of every gallery descriptor, fused with the embedding's candidates,
+- flukeid: keypoint votes over one faiss index of every gallery descriptor, fused with the embedding's candidates
+  (and the trailing edge's, when the storage has `fluke_outlines`),
   RANSAC on the first `candidates` individuals only, P(same whale) from validation's calibrator.
 It prints each one's seconds per query, the ratio, and, with the generator's `solution.csv`, both MAP@5s.
 Cost grows with the gallery: the exhaustive matcher linearly (one RANSAC per gallery photo), the chain with one
@@ -33,6 +34,7 @@ def main() -> None:
     from core.constants import NEW_WHALE
     from core.metrics import map_at_5
     from models.calibration import MatchCalibrator
+    from models.outline import edges_of
     from models.retrieval import most_frequent_labels
     from pipelines.io_managers import read_parts
 
@@ -50,7 +52,17 @@ def main() -> None:
     gallery = gallery_index["gallery"]
     labels = gallery["label"].tolist()
     embeddings = np.asarray(gallery_index["embeddings"], dtype=np.float32)
-    matched = MatchGallery(photo_features(keypoints, gallery["image"].tolist(), "train"), labels, embeddings)
+    # The trailing edge takes part as in the chain when the storage has it (a storage from before it: two generators).
+    outlines = (
+        read_parts(args.storage / "fluke_outlines") if (args.storage / "fluke_outlines").is_dir() else None
+    )
+    gallery_images = gallery["image"].tolist()
+    matched = MatchGallery(
+        photo_features(keypoints, gallery_images, "train"),
+        labels,
+        embeddings,
+        edges_of(outlines, gallery_images, "train"),
+    )
     solution = pd.read_csv(args.data / "solution.csv") if (args.data / "solution.csv").exists() else None
     index = keypoints["index"]
     tests = sorted(index.loc[index["split"] == "test", "image"])
@@ -69,7 +81,13 @@ def main() -> None:
     fill = most_frequent_labels(labels)
     started = time.perf_counter()
     chain = apply_calibrated(
-        features, query_embeddings, matched, MatchCalibrator.from_dict(decision["calibrator"]), fill, settings
+        features,
+        query_embeddings,
+        matched,
+        MatchCalibrator.from_dict(decision["calibrator"]),
+        fill,
+        settings,
+        query_edges=edges_of(outlines, chosen, "test"),
     )
     chain_seconds = (time.perf_counter() - started) / len(chosen)
     exhaustive = exhaustive_baseline(features, matched, truths, chain.rows, fill, settings, len(chosen))
