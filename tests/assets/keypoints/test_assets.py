@@ -1,12 +1,15 @@
-"""The keypoints stage materialized through Dagster: stored parts, its check, its metadata, its cache."""
+"""The keypoints stage materialized through Dagster: stored parts, checks, metadata and caches of fluke_keypoints and
+fluke_outlines."""
 
 import json
 import shutil
 
 import numpy as np
 import pandas as pd
-from dagster import instance_for_test, materialize
+from dagster import asset, instance_for_test, materialize
 
+from assets.detect.truth import read_true_boxes
+from assets.ingest.scan import scan_data_folder
 from core.resources import ComputeDevice, FlukeData, FlukeStorage
 from pipelines.definitions import chain_part
 from pipelines.io_managers import ArtifactIOManager
@@ -57,3 +60,46 @@ def test_keypoints_stage_materializes_and_reuses_its_cache(tiny_dataset, tmp_pat
     descriptors = np.load(stored / "descriptors.npy", mmap_mode="r")
     assert len(index) == photos and descriptors.dtype == np.uint8 and len(descriptors) == index["count"].sum()
     assert any((storage / "cache" / "fluke_keypoints").rglob("*.npy"))
+
+
+def test_outlines_stage_materializes_with_its_check_sheet_and_cache(tiny_dataset, tmp_path):
+    # Stand-in upstream: ingestion's manifest of 12 photos and their true boxes (one dropped: not traced).
+    manifest, rejected = scan_data_folder(tiny_dataset, workers=2)[:2]
+    manifest = manifest.head(12).reset_index(drop=True)
+    truth = read_true_boxes(tiny_dataset)
+    boxes = manifest[["image", "split"]].merge(truth, on="image").assign(confidence=1.0, fallback=False)
+    boxes = boxes[boxes["image"] != manifest["image"].iloc[0]].reset_index(drop=True)
+    values = {"raw_images": {"images": manifest, "rejected": rejected}, "fluke_boxes": boxes}
+
+    def stand_in(name):
+        @asset(name=name)
+        def _value():
+            return values[name]
+
+        return _value
+
+    storage = tmp_path / "storage"
+    resources = {
+        "data": FlukeData(data_dir=str(tiny_dataset)),
+        "storage": FlukeStorage(storage_dir=str(storage)),
+        "io_manager": ArtifactIOManager(storage_dir=str(storage)),
+    }
+    part = [stand_in("raw_images"), stand_in("fluke_boxes"), *chain_part("fluke_outlines")]
+    run_config = {"ops": {"fluke_outlines": {"config": {"workers": 1}}}}
+    with instance_for_test() as instance:
+        result = materialize(part, resources=resources, instance=instance, run_config=run_config)
+        assert result.success
+        checks = {check.check_name: check for check in result.get_asset_check_evaluations()}
+        assert checks["fluke_outlines_complete"].passed
+        events = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
+        metadata = events["fluke_outlines"].materialization.metadata
+        assert metadata["photos"].value == 12 and metadata["computed"].value == 11
+        assert metadata["traced"].value >= 7 and metadata["not_traced"].value.get("no fluke box") == 1
+        assert {"outline_sheet", "traced_share", "photos_per_second"} <= set(metadata)
+        again = materialize(part, resources=resources, instance=instance, run_config=run_config)
+        events = {e.asset_key.to_user_string(): e for e in again.get_asset_materialization_events()}
+        assert events["fluke_outlines"].materialization.metadata["cached"].value == 11
+    stored = storage / "fluke_outlines"
+    assert sorted(path.name for path in stored.iterdir()) == ["edges.npy", "index.parquet", "settings.json"]
+    index = pd.read_parquet(stored / "index.parquet")
+    assert index["reason"].iloc[0] == "no fluke box" and not index["traced"].iloc[0]
