@@ -14,6 +14,7 @@ ASSETS = [
     "fluke_boxes",
     "fluke_tensors",
     "fluke_keypoints",
+    "fluke_outlines",
     "embedding_model",
     "gallery_index",
     "validation_report",
