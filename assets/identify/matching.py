@@ -187,7 +187,8 @@ def candidate_rows(
                 "inliers": best[label],
                 "inlier_share": best[label] / best_inliers if best_inliers > 0 else 0.0,
                 "query_top_vote": top_vote,
-                "edge_rank": edge_rank.get(label, len(edge_rank)),
+                # not found by the edge (or the query has no traced edge): behind every individual of the gallery
+                "edge_rank": edge_rank.get(label, len(rows_of)),
                 # the query's nearest edge distance over this candidate's: 1 for the nearest, 0 when not found
                 "edge_share": edge_share(nearest_edge, edge_distance.get(label)),
             }

@@ -120,3 +120,26 @@ def test_the_trailing_edge_finds_whales_that_neither_pattern_generator_does(worl
     ]
     assert (best["edge_rank"] == 0).all() and (best["edge_share"] == 1.0).all()
     assert found.stats["edge_queries"] == len(known)
+
+
+def test_a_query_without_a_traced_edge_ranks_every_candidate_last_by_edge(world):
+    gallery_edges, query_edges = whale_edges(world)
+    query_edges[0] = np.nan  # not traced
+    gallery = MatchGallery(
+        world["gallery_features"], world["gallery_labels"], world["gallery_embeddings"], gallery_edges
+    )
+    settings = MatchSettings(candidates=3, photos=1, workers=1)
+    found = match_queries(
+        world["query_features"][:2],
+        world["query_embeddings"][:2],
+        gallery,
+        settings,
+        query_edges=query_edges[:2],
+    )
+    untraced = found.evidence[found.evidence["query"] == 0]
+    individuals = len(set(world["gallery_labels"]))
+    assert (untraced["edge_rank"] == individuals).all() and (untraced["edge_share"] == 0).all()
+    assert (
+        found.edge_rankings[0] == []
+        and found.evidence.loc[found.evidence["query"] == 1, "edge_rank"].min() == 0
+    )
