@@ -36,9 +36,13 @@ def keypoint_sheet(
         sorted(rng.choice(len(pool), size=min(photos, len(pool)), replace=False).tolist()) if pool else []
     )
     tiles = [_tile(manifest, keypoints, data_root, settings, pool[i], photo_box[pool[i]]) for i in chosen]
+    return tiled(tiles, settings.width, columns)
+
+
+def tiled(tiles: list[Image.Image], width: int, columns: int) -> Image.Image:
+    """`tiles` in rows of `columns`, each cell `width` wide and as tall as the tallest tile, on dark grey."""
     rows = max(1, -(-len(tiles) // columns))
-    width = settings.width
-    height = max((tile.size[1] for tile in tiles), default=settings.width // 2)
+    height = max((tile.size[1] for tile in tiles), default=width // 2)
     sheet = Image.new("RGB", (columns * width, rows * height), (30, 30, 30))
     for i, tile in enumerate(tiles):
         sheet.paste(tile, ((i % columns) * width, (i // columns) * height))
@@ -90,10 +94,4 @@ def outline_sheet(
             draw.line(list(zip(xs.tolist(), ys.tolist())), fill=EDGE_COLOUR, width=2)
         draw.text((3, 2), f"{row['image']}" + ("" if row["traced"] else f": {row['reason']}"))
         tiles.append(tile)
-    width = settings.width + int(round(2 * settings.side * settings.width))
-    height = max((tile.size[1] for tile in tiles), default=width // 2)
-    rows = max(1, -(-len(tiles) // columns))
-    sheet = Image.new("RGB", (columns * width, rows * height), (30, 30, 30))
-    for i, tile in enumerate(tiles):
-        sheet.paste(tile, ((i % columns) * width, (i // columns) * height))
-    return sheet
+    return tiled(tiles, settings.width + int(round(2 * settings.side * settings.width)), columns)

@@ -6,13 +6,14 @@ import shutil
 
 import numpy as np
 import pandas as pd
-from dagster import asset, instance_for_test, materialize
+from dagster import instance_for_test, materialize
 
 from assets.detect.truth import read_true_boxes
 from assets.ingest.scan import scan_data_folder
 from core.resources import ComputeDevice, FlukeData, FlukeStorage
 from pipelines.definitions import chain_part
 from pipelines.io_managers import ArtifactIOManager
+from tests.assets.identify.stage_run import stand_ins
 
 
 def test_keypoints_stage_materializes_and_reuses_its_cache(tiny_dataset, tmp_path):
@@ -71,20 +72,13 @@ def test_outlines_stage_materializes_with_its_check_sheet_and_cache(tiny_dataset
     boxes = boxes[boxes["image"] != manifest["image"].iloc[0]].reset_index(drop=True)
     values = {"raw_images": {"images": manifest, "rejected": rejected}, "fluke_boxes": boxes}
 
-    def stand_in(name):
-        @asset(name=name)
-        def _value():
-            return values[name]
-
-        return _value
-
     storage = tmp_path / "storage"
     resources = {
         "data": FlukeData(data_dir=str(tiny_dataset)),
         "storage": FlukeStorage(storage_dir=str(storage)),
         "io_manager": ArtifactIOManager(storage_dir=str(storage)),
     }
-    part = [stand_in("raw_images"), stand_in("fluke_boxes"), *chain_part("fluke_outlines")]
+    part = [*stand_ins(values), *chain_part("fluke_outlines")]
     run_config = {"ops": {"fluke_outlines": {"config": {"workers": 1}}}}
     with instance_for_test() as instance:
         result = materialize(part, resources=resources, instance=instance, run_config=run_config)
